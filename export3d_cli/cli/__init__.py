@@ -1,0 +1,1 @@
+"""The ``export3d`` command line: one module per command, one error boundary in ``app``."""

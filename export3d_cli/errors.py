@@ -1,0 +1,47 @@
+"""Project exceptions: each carries the exit code and a message a user can act on.
+
+The CLI's single error boundary (``export3d_cli.cli.app.main``) turns these into
+one ``Error: ...`` line on stderr and the exit code; anything else is an
+internal failure (exit 1). ``EXPORT3D_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class Export3DError(Exception):
+    """Base class of every error the project raises on purpose."""
+
+    exit_code: int = EXIT_FAILURE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(Export3DError):
+    """A bad option value or combination (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputError(Export3DError):
+    """A user-supplied file that cannot be used (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class WeightsError(InputError):
+    """Model weights that are missing, corrupt, mismatched or unreachable (exit 2)."""
+
+
+class RuntimeFailure(Export3DError):
+    """A job that was set up correctly but failed while running (exit 1)."""
+
+    exit_code = EXIT_FAILURE

@@ -1,0 +1,89 @@
+"""Export3D, the whole network (paper Fig. 1):
+
+    beta'_D = f_e(beta_D)                          CLeBS (or the direct ablation)
+    T       = G(S, beta'_D) + T_EMA                tri-plane [3, 32, R/2, R/2]
+    F       = render(T, p_D)                       feature image [32, R/4, R/4], F[:3] = raw RGB
+    D_hat   = SR(F)                                RGB [3, R, R]
+
+``encode_source`` does the source-only work once; ``render`` then draws any
+number of (expression, camera) pairs from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from export3d_cli.config import ModelConfig
+from export3d_cli.geometry.camera import split_camera_label
+from export3d_cli.models.expression_encoder import build_expression_encoder
+from export3d_cli.models.generator import SourceFeatures, TriplaneGenerator
+from export3d_cli.models.rendering import TriplaneRenderer
+from export3d_cli.models.superresolution import SuperResolution
+
+
+@dataclass
+class Export3DOutput:
+    """Shapes: image [B, 3, R, R], image_raw [B, 3, R/4, R/4], depth/opacity [B, 1, R/4, R/4],
+    triplane [B, 3, 32, R/2, R/2]. Images in [-1, 1] (approximately)."""
+
+    image: Tensor
+    image_raw: Tensor
+    depth: Tensor
+    opacity: Tensor
+    triplane: Tensor
+
+
+class Export3D(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.expression_encoder = build_expression_encoder(config.expression)
+        self.generator = TriplaneGenerator(config.generator, config.resolution, config.expression.embed_dim)
+        self.renderer = TriplaneRenderer(config.renderer, config.generator.triplane_channels, config.render_resolution)
+        self.superres = SuperResolution(config.superres, config.generator.triplane_channels)
+
+    def encode_source(self, source: Tensor) -> SourceFeatures:
+        """Shapes: source [B, 3, R, R] in [-1, 1] -> cached source features."""
+        return self.generator.encode_source(source)
+
+    def render(self, source: SourceFeatures, expression: Tensor, camera: Tensor) -> Export3DOutput:
+        """Shapes: expression beta [B, E], camera label [B, 25]; a B = 1 source broadcasts over B frames."""
+        if expression.shape[-1] != self.config.expression.expression_dim:
+            raise ValueError(
+                f"expression must have {self.config.expression.expression_dim} values, got {expression.shape[-1]}"
+            )
+        cam2world, intrinsics = split_camera_label(camera)
+        planes = self.generator.generate(source, self.expression_encoder(expression))
+        rendered = self.renderer(planes, cam2world, intrinsics)
+        image = self.superres(rendered.features)
+        return Export3DOutput(
+            image=image,
+            image_raw=rendered.features[:, :3],
+            depth=rendered.depth,
+            opacity=rendered.opacity,
+            triplane=planes,
+        )
+
+    def forward(self, source: Tensor, expression: Tensor, camera: Tensor) -> Export3DOutput:
+        """Shapes: source [B, 3, R, R] in [-1, 1], expression [B, E], camera [B, 25]."""
+        return self.render(self.encode_source(source), expression, camera)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` (atomically) into ``directory``."""
+        from export3d_cli.models.weights_io import save_model
+
+        return save_model(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, reference: str | Path) -> Export3D:
+        """Load strictly from a local directory or a Hugging Face hub repo id."""
+        from export3d_cli.models.weights_io import load_model
+
+        return load_model(reference)
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

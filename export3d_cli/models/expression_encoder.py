@@ -1,0 +1,76 @@
+"""Expression encoder f_e: CLeBS (paper §3.1, Eqs. 2-3) and the "Direct 3DMM" ablation.
+
+CLeBS (Contrastive Learned Basis Scaling):
+
+    lambda = MLP(beta) in R^n
+    V      = Q of the QR decomposition of a learned W in R^{d x n}   (Eq. 2: <v_i, v_j> = delta_ij)
+    beta'  = V lambda = lambda_1 v_1 + ... + lambda_n v_n in R^d    (Eq. 3)
+
+V is recomputed from W in every forward so gradients reach W. The sign of
+each column is fixed so that diag(R) > 0: the QR factor is then unique and a
+smooth function of W, and ``sweep-basis`` directions do not flip between runs.
+
+The ablation encoder maps beta to R^d with a plain MLP (no basis).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from export3d_cli.config import ExpressionEncoderConfig
+
+
+def _mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
+    modules: list[nn.Module] = []
+    width = in_dim
+    for _ in range(layers):
+        modules += [nn.Linear(width, hidden), nn.SiLU()]
+        width = hidden
+    modules.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*modules)
+
+
+class CLeBS(nn.Module):
+    """beta [B, E] -> beta' [B, d] through n learned orthonormal directions."""
+
+    def __init__(self, config: ExpressionEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.coefficients = _mlp(config.expression_dim, config.hidden_dim, config.hidden_layers, config.basis_size)
+        self.weight = nn.Parameter(torch.randn(config.embed_dim, config.basis_size) / config.embed_dim**0.5)
+
+    def basis(self) -> Tensor:
+        """V [d, n] with orthonormal columns (V^T V = I)."""
+        q, r = torch.linalg.qr(self.weight.float(), mode="reduced")
+        signs = torch.sign(torch.diagonal(r))
+        signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+        return (q * signs).to(self.weight.dtype)
+
+    def coefficients_of(self, expression: Tensor) -> Tensor:
+        """lambda [B, n] for beta [B, E]."""
+        return self.coefficients(expression)
+
+    def from_coefficients(self, coefficients: Tensor) -> Tensor:
+        """beta' = V lambda. Shapes: [B, n] -> [B, d]."""
+        return coefficients @ self.basis().T
+
+    def forward(self, expression: Tensor) -> Tensor:
+        """Shapes: beta [B, E] -> beta' [B, d]."""
+        return self.from_coefficients(self.coefficients_of(expression))
+
+
+class DirectExpressionEncoder(nn.Module):
+    """Ablation "Direct 3DMM" (paper Tab. 3): beta [B, E] -> [B, d] through a plain MLP."""
+
+    def __init__(self, config: ExpressionEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.net = _mlp(config.expression_dim, config.hidden_dim, config.hidden_layers, config.embed_dim)
+
+    def forward(self, expression: Tensor) -> Tensor:
+        return self.net(expression)
+
+
+def build_expression_encoder(config: ExpressionEncoderConfig) -> CLeBS | DirectExpressionEncoder:
+    return CLeBS(config) if config.kind == "clebs" else DirectExpressionEncoder(config)

@@ -1,0 +1,161 @@
+"""Saving and loading a model directory: ``model.safetensors`` + ``config.json``.
+
+The layout follows huggingface_hub's ``PyTorchModelHubMixin``: ``config.json``
+holds the constructor arguments (``{"config": {...}}``) and the weights are a
+safetensors file, loaded strictly (every tensor present, no extras, same
+shapes). Nothing is ever unpickled. A reference is a local directory or a
+hub repo id (``owner/name``); every failure is a ``WeightsError`` with one
+line naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from export3d_cli import __version__
+from export3d_cli.atomic import atomic_path, atomic_write_text
+from export3d_cli.config import ModelConfig
+from export3d_cli.errors import UsageError, WeightsError
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+MODEL_TYPE = "export3d"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def save_model(model, directory: str | Path) -> Path:  # noqa: ANN001 - Export3D, imported lazily
+    """Write the weights and config atomically; returns the directory."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "export3d_version": __version__})
+    payload = {"model_type": MODEL_TYPE, "export3d_version": __version__, "config": model.config.to_dict()}
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(payload, indent=2) + "\n")
+    return directory
+
+
+def resolve_weights(reference: str | Path) -> Path:
+    """A local model directory for ``reference`` (a directory, or a hub repo id to download)."""
+    path = Path(reference).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise WeightsError(f"{path}: weights must be a directory holding {WEIGHTS_FILE} and {CONFIG_FILE}")
+        return path
+    text = str(reference)
+    if _HUB_ID.match(text) and not text.startswith("."):
+        return _download_from_hub(text)
+    raise WeightsError(f"{path}: weights directory not found (pass --weights DIR or a hub repo id owner/name)")
+
+
+def _download_from_hub(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    patterns = [WEIGHTS_FILE, CONFIG_FILE, "*.md"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached; try the network below
+        pass
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as exc:  # noqa: BLE001 - any hub/network failure becomes one actionable line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(
+            f"hub repo {repo_id!r}: not in the local cache and could not be downloaded ({reason[:160]}); "
+            f"on a machine with network run `hf download {repo_id} --local-dir DIR`, then pass --weights DIR"
+        ) from exc
+
+
+def read_config(directory: Path) -> ModelConfig:
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise WeightsError(f"{path}: missing; a model directory needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{path}: not valid JSON ({exc}); re-download or re-save the model") from exc
+    if not isinstance(payload, dict) or "config" not in payload:
+        raise WeightsError(f"{path}: no 'config' object; this is not an export3d model config")
+    try:
+        return ModelConfig.from_dict(payload["config"])
+    except UsageError as exc:
+        raise WeightsError(f"{path}: {exc}") from exc
+
+
+def read_weights(directory: Path) -> dict:
+    from safetensors.torch import load_file
+
+    path = directory / WEIGHTS_FILE
+    if not path.is_file():
+        raise WeightsError(f"{path}: missing; a model directory needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path}: corrupt or truncated safetensors file ({reason[:160]}); re-download it") from exc
+
+
+def load_model(reference: str | Path):  # noqa: ANN201 - returns Export3D, imported lazily
+    """Load an Export3D model strictly, in eval mode."""
+    from export3d_cli.models.export3d import Export3D
+
+    directory = resolve_weights(reference)
+    config = read_config(directory)
+    state = read_weights(directory)
+    model = Export3D(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    problems = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+        if names:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise WeightsError(
+            f"{directory / WEIGHTS_FILE}: does not match {CONFIG_FILE} ({'; '.join(problems)}); "
+            "the two files must come from the same saved model"
+        )
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+WEIGHTS_ENV = "EXPORT3D_WEIGHTS"
+BUNDLED_WEIGHTS_NAME = "export3d-demo"
+
+
+def weights_search_path() -> list[tuple[str, str]]:
+    """Where the default weights are looked up, in order: (origin, directory or hub id)."""
+    import os
+
+    entries: list[tuple[str, str]] = []
+    if os.environ.get(WEIGHTS_ENV):
+        entries.append((f"${WEIGHTS_ENV}", os.environ[WEIGHTS_ENV]))
+    # The repository's weights/ folder, next to the package in a source checkout or editable install.
+    entries.append(("bundled", str(Path(__file__).resolve().parents[2] / "weights" / BUNDLED_WEIGHTS_NAME)))
+    return entries
+
+
+def describe_location(location: str) -> str:
+    """'found', 'hub id' or 'not found' for a weights location (no network access)."""
+    if (Path(location).expanduser() / WEIGHTS_FILE).is_file():
+        return "found"
+    if not Path(location).expanduser().exists() and _HUB_ID.match(location) and not location.startswith("."):
+        return "hub id"
+    return "not found"
+
+
+def default_weights() -> str:
+    """The user's ``$EXPORT3D_WEIGHTS`` if set, else the bundled weights; a WeightsError when neither exists."""
+    entries = weights_search_path()
+    origin, location = entries[0]
+    if origin != "bundled" or describe_location(location) == "found":
+        return location
+    raise WeightsError(
+        f"no default weights: {location} is not bundled in this installation; pass --weights DIR or set {WEIGHTS_ENV}"
+    )
