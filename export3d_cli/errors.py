@@ -10,6 +10,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class Export3DError(Exception):
@@ -41,7 +42,13 @@ class WeightsError(InputError):
     """Model weights that are missing, corrupt, mismatched or unreachable (exit 2)."""
 
 
-class RuntimeFailure(Export3DError):
+class JobFailedError(Export3DError):
     """A job that was set up correctly but failed while running (exit 1)."""
 
     exit_code = EXIT_FAILURE
+
+
+class Interrupted(Export3DError):
+    """Ctrl-C (exit 130); partial outputs are never left under their target names."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -8,16 +8,17 @@ traceback too. Commands import torch and friends inside their bodies so that
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Annotated
 
-import click
 import typer
 
 from export3d_cli import __version__
-from export3d_cli.errors import EXIT_FAILURE, EXIT_USAGE, Export3DError
+from export3d_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, Export3DError, Interrupted
 
 app = typer.Typer(
     name="export3d",
@@ -44,10 +45,27 @@ def _root(
     """Animate a single portrait photo in 3D (Export3D)."""
 
 
+def command(application: typer.Typer, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a command whose Ctrl-C becomes exit 130 (click would turn it into exit 1)."""
+
+    def decorate(function: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(function)
+        def wrapper(*args: object, **kwargs: object) -> None:
+            try:
+                function(*args, **kwargs)
+            except KeyboardInterrupt:
+                raise Interrupted("interrupted") from None
+
+        application.command(name=name)(wrapper)
+        return function
+
+    return decorate
+
+
 def _register_commands() -> None:
     from export3d_cli.cli import info
 
-    app.command(name="info")(info.info)
+    command(app, "info")(info.info)
 
 
 _register_commands()
@@ -64,31 +82,24 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return the exit code (never raises)."""
-    command = typer.main.get_command(app)
+def run(argv: list[str] | None = None, application: typer.Typer | None = None) -> int:
+    """Run the CLI (``application`` defaults to ``app``) and return the exit code; never raises.
+
+    Typer itself reports usage errors (exit 2) and help/version (exit 0) through SystemExit.
+    """
     try:
-        result = command.main(args=argv, prog_name="export3d", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        return _fail("interrupted", 130)
-    except click.ClickException as exc:
-        if _debug():
-            traceback.print_exc()
-        exc.show()
-        return exc.exit_code if exc.exit_code else EXIT_USAGE
+        (application or app)(args=argv, prog_name="export3d")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILURE)
     except Export3DError as exc:
         return _fail(exc.message, exc.exit_code)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except BrokenPipeError:
-        return EXIT_FAILURE
-    except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into exit 1
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         hint = "" if _debug() else " (set EXPORT3D_DEBUG=1 for the traceback)"
         return _fail(f"internal error: {type(exc).__name__}: {first}{hint}", EXIT_FAILURE)
-    return result if isinstance(result, int) else 0
+    return 0
 
 
 def main() -> None:

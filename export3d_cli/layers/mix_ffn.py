@@ -19,7 +19,7 @@ class MixFFN(nn.Module):
 
     def forward(self, x: Tensor, height: int, width: int) -> Tensor:
         """Shapes: x [B, T, C] with T = height * width -> [B, T, C]."""
-        b, t, _ = x.shape
+        b = x.shape[0]
         h = self.fc1(x)  # [B, T, H]
         h = self.dwconv(h.transpose(1, 2).reshape(b, -1, height, width)).flatten(2).transpose(1, 2)
         return self.fc2(self.act(h))

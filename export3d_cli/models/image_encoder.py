@@ -6,6 +6,8 @@ it is thrown away (paper §3.1).
 
 from __future__ import annotations
 
+import itertools
+
 from torch import Tensor, nn
 
 from export3d_cli.config import ImageEncoderConfig
@@ -17,7 +19,7 @@ class ImageEncoder(nn.Module):
         super().__init__()
         channels = config.channels
         stages: list[nn.Module] = [nn.Conv2d(3, channels[0], 3, padding=1)]
-        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+        for c_in, c_out in itertools.pairwise(channels):
             stages.append(downsample_block(c_in, c_out))
         self.features = nn.Sequential(*stages)
         self.head = nn.Sequential(

@@ -13,11 +13,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from export3d_cli import __version__
 from export3d_cli.atomic import atomic_path, atomic_write_text
 from export3d_cli.config import ModelConfig
 from export3d_cli.errors import UsageError, WeightsError
+
+if TYPE_CHECKING:
+    from export3d_cli.models.export3d import Export3D
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -25,7 +29,7 @@ MODEL_TYPE = "export3d"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def save_model(model, directory: str | Path) -> Path:  # noqa: ANN001 - Export3D, imported lazily
+def save_model(model: Export3D, directory: str | Path) -> Path:
     """Write the weights and config atomically; returns the directory."""
     from safetensors.torch import save_file
 
@@ -58,11 +62,11 @@ def _download_from_hub(repo_id: str) -> Path:
     patterns = [WEIGHTS_FILE, CONFIG_FILE, "*.md"]
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached; try the network below
+    except Exception:
         pass
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except Exception as exc:  # noqa: BLE001 - any hub/network failure becomes one actionable line
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
             f"hub repo {repo_id!r}: not in the local cache and could not be downloaded ({reason[:160]}); "
@@ -94,12 +98,12 @@ def read_weights(directory: Path) -> dict:
         raise WeightsError(f"{path}: missing; a model directory needs {CONFIG_FILE} and {WEIGHTS_FILE}")
     try:
         return load_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path}: corrupt or truncated safetensors file ({reason[:160]}); re-download it") from exc
 
 
-def load_model(reference: str | Path):  # noqa: ANN201 - returns Export3D, imported lazily
+def load_model(reference: str | Path) -> Export3D:
     """Load an Export3D model strictly, in eval mode."""
     from export3d_cli.models.export3d import Export3D
 

@@ -1,0 +1,74 @@
+"""CLeBS: orthonormal basis (Eq. 2), beta' in span(V) (Eq. 3), gradients reach W."""
+
+import torch
+
+from export3d_cli.config import ExpressionEncoderConfig
+from export3d_cli.models.expression_encoder import CLeBS, DirectExpressionEncoder, build_expression_encoder
+
+
+def _clebs(n=10, d=64):
+    torch.manual_seed(0)
+    return CLeBS(ExpressionEncoderConfig(basis_size=n, embed_dim=d, hidden_dim=32))
+
+
+def test_basis_is_orthonormal():
+    clebs = _clebs()
+    v = clebs.basis()
+    assert v.shape == (64, 10)
+    torch.testing.assert_close(v.T @ v, torch.eye(10), atol=1e-5, rtol=0)
+
+
+def test_basis_stays_orthonormal_after_training_steps():
+    clebs = _clebs(n=5, d=16)
+    opt = torch.optim.SGD(clebs.parameters(), lr=0.5)
+    beta, target = torch.rand(8, 52), torch.randn(8, 16)
+    before = clebs.weight.detach().clone()
+    for _ in range(5):
+        opt.zero_grad()
+        (clebs(beta) - target).pow(2).mean().backward()
+        opt.step()
+    assert not torch.allclose(before, clebs.weight), "W must have moved"
+    v = clebs.basis()
+    torch.testing.assert_close(v.T @ v, torch.eye(5), atol=1e-5, rtol=0)
+
+
+def test_output_lies_in_span_of_basis_with_coefficients_lambda():
+    clebs = _clebs()
+    beta = torch.rand(6, 52)
+    out = clebs(beta)
+    v = clebs.basis()
+    torch.testing.assert_close(v @ (v.T @ out.T), out.T, atol=1e-5, rtol=1e-5)  # projection onto span(V) is identity
+    torch.testing.assert_close(out @ v, clebs.coefficients_of(beta), atol=1e-5, rtol=1e-5)  # lambda_i = <beta', v_i>
+
+
+def test_scaling_one_coefficient_moves_along_one_basis_vector():
+    clebs = _clebs()
+    lam = clebs.coefficients_of(torch.rand(1, 52))
+    bumped = lam.clone()
+    bumped[0, 3] += 2.0
+    delta = clebs.from_coefficients(bumped) - clebs.from_coefficients(lam)
+    torch.testing.assert_close(delta[0], 2.0 * clebs.basis()[:, 3], atol=1e-5, rtol=1e-5)
+
+
+def test_gradient_reaches_the_learned_weight_through_qr():
+    clebs = _clebs()
+    clebs(torch.rand(4, 52)).square().sum().backward()
+    assert clebs.weight.grad is not None and torch.isfinite(clebs.weight.grad).all()
+    assert clebs.weight.grad.abs().sum() > 0
+
+
+def test_basis_sign_is_canonical():
+    clebs = _clebs()
+    _, r = torch.linalg.qr(clebs.weight)
+    v = clebs.basis()
+    # diag of V^T W equals |diag(R)| > 0: each basis vector points along its own column of W
+    assert (torch.diagonal(v.T @ clebs.weight) > 0).all()
+    torch.testing.assert_close(torch.diagonal(v.T @ clebs.weight), torch.diagonal(r).abs(), atol=1e-5, rtol=1e-5)
+
+
+def test_direct_ablation_encoder():
+    config = ExpressionEncoderConfig(kind="direct", embed_dim=32, hidden_dim=16)
+    encoder = build_expression_encoder(config)
+    assert isinstance(encoder, DirectExpressionEncoder)
+    assert encoder(torch.rand(3, 52)).shape == (3, 32)
+    assert isinstance(build_expression_encoder(ExpressionEncoderConfig()), CLeBS)
