@@ -145,5 +145,5 @@ class Camera:
 
     def mirrored(self) -> Camera:
         """The pose of the horizontally mirrored image: F P F with F = diag(-1, 1, 1, 1)."""
-        flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=self.cam2world.dtype))
+        flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=self.cam2world.dtype, device=self.cam2world.device))
         return Camera(flip @ self.cam2world @ flip, self.intrinsics)

@@ -14,7 +14,7 @@ import torch
 
 from export3d_cli.geometry.camera import FFHQ_FOCAL, ffhq_intrinsics, look_at_cam2world
 from export3d_cli.geometry.rays import pixel_rays
-from export3d_cli.models.rendering import TriplaneDecoder, render_triplanes, sample_triplanes
+from export3d_cli.models.rendering import RenderOutput, TriplaneDecoder, render_triplanes, sample_triplanes
 from export3d_cli.models.rendering.depth_sampler import (
     inverse_cdf_samples,
     smoothed_importance_weights,
@@ -74,9 +74,14 @@ def zero_planes(n: int = 1, size: int = 8) -> torch.Tensor:
 def test_zero_density_renders_empty(importance: int) -> None:
     cam2world, intrinsics = frontal_cameras(2)
     out = render_triplanes(
-        zero_planes(2), constant_decoder(-100.0, 3.0), cam2world, intrinsics, resolution=8, samples=16,
+        zero_planes(2),
+        constant_decoder(-100.0, 3.0),
+        cam2world,
+        intrinsics,
+        resolution=8,
+        samples=16,
         importance_samples=importance,
-    )  # fmt: skip
+    )
     assert out.features.shape == (2, C, 8, 8)
     assert out.depth.shape == (2, 1, 8, 8)
     assert out.opacity.shape == (2, 1, 8, 8)
@@ -103,9 +108,14 @@ def test_constant_density_opacity_telescopes(rho: float, samples: int, importanc
     cam2world = torch.stack([look_at_cam2world(0.0, 0.0), look_at_cam2world(0.4, -0.2)])
     intrinsics = ffhq_intrinsics().expand(2, 3, 3)
     out = render_triplanes(
-        zero_planes(2), constant_decoder(raw_sigma_for_density(rho), logits), cam2world, intrinsics, resolution=8,
-        samples=samples, importance_samples=importance,
-    )  # fmt: skip
+        zero_planes(2),
+        constant_decoder(raw_sigma_for_density(rho), logits),
+        cam2world,
+        intrinsics,
+        resolution=8,
+        samples=samples,
+        importance_samples=importance,
+    )
     span = float(torch.linspace(RAY_START, RAY_END, samples)[-1]) - RAY_START
     expected_w = 1.0 - math.exp(-rho * span)
     torch.testing.assert_close(out.opacity, torch.full_like(out.opacity, expected_w), rtol=0, atol=1e-5)
@@ -124,9 +134,14 @@ def test_constant_density_depth_matches_hand_formula_coarse_only() -> None:
     rho, samples = 1.7, 20
     cam2world, intrinsics = frontal_cameras(1)
     out = render_triplanes(
-        zero_planes(1), constant_decoder(raw_sigma_for_density(rho)), cam2world, intrinsics, resolution=4,
-        samples=samples, importance_samples=0,
-    )  # fmt: skip
+        zero_planes(1),
+        constant_decoder(raw_sigma_for_density(rho)),
+        cam2world,
+        intrinsics,
+        resolution=4,
+        samples=samples,
+        importance_samples=0,
+    )
     delta = (RAY_END - RAY_START) / (samples - 1)
     a = 1 - math.exp(-rho * delta)
     w = [a * (1 - a) ** k for k in range(samples - 1)]
@@ -174,9 +189,17 @@ def test_slab_opacity_matches_beer_lambert(plane_axes: str) -> None:
     ray_start, ray_end, samples = 2.0, 3.5, 48
     R = 9
     out = render_triplanes(
-        slab_planes(), slab_decoder(rho, logits), cam2world, intrinsics, resolution=R, samples=samples,
-        importance_samples=48, ray_start=ray_start, ray_end=ray_end, plane_axes=plane_axes,
-    )  # fmt: skip
+        slab_planes(),
+        slab_decoder(rho, logits),
+        cam2world,
+        intrinsics,
+        resolution=R,
+        samples=samples,
+        importance_samples=48,
+        ray_start=ray_start,
+        ray_end=ray_end,
+        plane_axes=plane_axes,
+    )
     _, directions = pixel_rays(cam2world, intrinsics, R)
     # Camera at (0, 0, 2.7) looking along -z; every pixel's ray crosses the z = +-0.5 faces inside
     # |x|, |y| < 0.5, so its path length in the cube is 1 / |d_z|.
@@ -203,9 +226,16 @@ def test_slab_opaque_depth_and_colour() -> None:
     cam2world, intrinsics = frontal_cameras(1)
     R = 9
     out = render_triplanes(
-        slab_planes(), slab_decoder(rho, logits), cam2world, intrinsics, resolution=R, samples=48,
-        importance_samples=48, ray_start=2.0, ray_end=3.5,
-    )  # fmt: skip
+        slab_planes(),
+        slab_decoder(rho, logits),
+        cam2world,
+        intrinsics,
+        resolution=R,
+        samples=48,
+        importance_samples=48,
+        ray_start=2.0,
+        ray_end=3.5,
+    )
     _, directions = pixel_rays(cam2world, intrinsics, R)
     inv_dz = (1.0 / directions[0, :, 2].abs()).reshape(1, 1, R, R)
     # Fully opaque: colour = 2c - 1 (the eg3d-style check), opacity ~ 1.
@@ -220,12 +250,57 @@ def test_slab_opaque_depth_and_colour() -> None:
     assert abs(out.depth[0, 0, R // 2, R // 2].item() - (2.2 + 1 / rho)) < 0.012
 
 
+@pytest.mark.parametrize(
+    "plane,region,plane_axes,opaque",
+    [
+        # plane 0 = (x, y) in both layouts: texels with gx > 0 (columns >= W/2) and gy > 0 (rows >= H/2)
+        # hold the world quadrant x > 0, y > 0 -> image right (j >= R/2) and top (i < R/2).
+        (0, "quadrant", "orthogonal", "top-right"),
+        (0, "quadrant", "eg3d", "top-right"),
+        # plane 1, texels with gx > 0: orthogonal gx = y -> top half; eg3d gx = x -> right half.
+        (1, "columns", "orthogonal", "top"),
+        (1, "columns", "eg3d", "right"),
+    ],
+)
+def test_render_image_layout_and_orientation(plane: int, region: str, plane_axes: str, opaque: str) -> None:
+    S = 32
+    planes = torch.zeros(1, 3, C, S, S)
+    if region == "quadrant":
+        planes[0, plane, 0, S // 2 :, S // 2 :] = 3.0
+    else:
+        planes[0, plane, 0, :, S // 2 :] = 3.0
+    logits = torch.linspace(-1.0, 1.0, C)
+    cam2world, intrinsics = frontal_cameras(1)
+    R = 8
+    out = render_triplanes(
+        planes,
+        slab_decoder(40.0, logits),
+        cam2world,
+        intrinsics,
+        resolution=R,
+        samples=16,
+        importance_samples=16,
+        plane_axes=plane_axes,
+    )
+    i, j = torch.meshgrid(torch.arange(R), torch.arange(R), indexing="ij")
+    mask = {"top-right": (i < R // 2) & (j >= R // 2), "top": i < R // 2, "right": j >= R // 2}[opaque]
+    w = out.opacity[0, 0]
+    assert torch.all(w[mask] > 0.999), w
+    assert torch.all(w[~mask] == 0), w
+    assert torch.all(out.features[0, :, ~mask] == -1)
+    expected = 2 * decoded_color(logits) - 1
+    torch.testing.assert_close(
+        out.features[0, :, mask], expected[:, None].expand(C, int(mask.sum())), atol=1e-3, rtol=0
+    )
+
+
 # --------------------------------------------------------------------------- 4. pixel centres
 
 
-@pytest.mark.parametrize("R", [8, 9])
+@pytest.mark.parametrize("res", [8, 9])
 @pytest.mark.parametrize("yaw,pitch", [(0.0, 0.0), (0.5, -0.3)])
-def test_pixel_ray_directions(R: int, yaw: float, pitch: float) -> None:
+def test_pixel_ray_directions(res: int, yaw: float, pitch: float) -> None:
+    R = res
     cam2world = look_at_cam2world(yaw, pitch).unsqueeze(0)
     intrinsics = ffhq_intrinsics().unsqueeze(0)
     origins, directions = pixel_rays(cam2world, intrinsics, R)
@@ -242,7 +317,9 @@ def test_pixel_ray_directions(R: int, yaw: float, pitch: float) -> None:
     if R % 2:
         centre = grid[R // 2, R // 2]
     else:
-        centre = torch.nn.functional.normalize(grid[R // 2 - 1 : R // 2 + 1, R // 2 - 1 : R // 2 + 1].sum((0, 1)), dim=0)
+        centre = torch.nn.functional.normalize(
+            grid[R // 2 - 1 : R // 2 + 1, R // 2 - 1 : R // 2 + 1].sum((0, 1)), dim=0
+        )
     torch.testing.assert_close(centre, rot[:, 2], rtol=0, atol=1e-6)
 
 
@@ -322,9 +399,11 @@ def test_plane_layouts_differ_on_plane_one() -> None:
     moved = torch.tensor([[[x, y + 0.1, z]]])
     assert torch.allclose(sample_triplanes(planes, moved, "eg3d", 1.0)[0, 0], eg3d, atol=1e-6)
     torch.testing.assert_close(
-        sample_triplanes(planes, moved, "orthogonal", 1.0)[0, 0], torch.tensor([col(y + 0.1), row(z)]) / 3,
-        rtol=0, atol=1e-5,
-    )  # fmt: skip
+        sample_triplanes(planes, moved, "orthogonal", 1.0)[0, 0],
+        torch.tensor([col(y + 0.1), row(z)]) / 3,
+        rtol=0,
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("plane_axes", ["orthogonal", "eg3d"])
@@ -359,8 +438,12 @@ def test_sample_triplanes_matches_hand_bilinear(plane_axes: str, box_warp: float
     got = sample_triplanes(planes, points, plane_axes, box_warp)
     assert got.shape == (N, points.shape[1], Cp)
     p_np, x_np = planes.double().numpy(), points.double().numpy()
-    expected = np.stack([[triplane_reference(p_np[n], x_np[n, k], plane_axes, box_warp) for k in range(x_np.shape[1])]
-                         for n in range(N)])  # fmt: skip
+    expected = np.stack(
+        [
+            [triplane_reference(p_np[n], x_np[n, k], plane_axes, box_warp) for k in range(x_np.shape[1])]
+            for n in range(N)
+        ]
+    )
     np.testing.assert_allclose(got.double().numpy(), expected, rtol=0, atol=1e-5)
 
 
@@ -372,7 +455,10 @@ def test_sample_triplanes_exactly_zero_outside_cube() -> None:
     # orthogonal: each coordinate lives on two planes, so two coordinates outside zero all planes;
     # eg3d: x is on all three planes, so x outside alone gives exactly 0 (and z alone does not).
     cases = {
-        "orthogonal": ([[beyond, -beyond, inside], [inside, beyond, beyond], [beyond, beyond, beyond]], [[beyond, 0, 0]]),
+        "orthogonal": (
+            [[beyond, -beyond, inside], [inside, beyond, beyond], [beyond, beyond, beyond]],
+            [[beyond, 0, 0]],
+        ),
         "eg3d": ([[beyond, inside, -inside], [-beyond, inside, inside], [beyond, beyond, beyond]], [[0, 0, beyond]]),
     }
     for layout, (zero_pts, nonzero_pts) in cases.items():
@@ -422,11 +508,17 @@ def test_march_rays_hand_example() -> None:
     assert ref_F == pytest.approx(F, abs=1e-12) and ref_D == pytest.approx(D) and ref_W == pytest.approx(W)
 
     res = march_rays(
-        torch.tensor(feats).reshape(1, 1, 3, 2), torch.tensor(sigma).reshape(1, 1, 3, 1), torch.tensor(t).reshape(1, 1, 3, 1)
+        torch.tensor(feats).reshape(1, 1, 3, 2),
+        torch.tensor(sigma).reshape(1, 1, 3, 1),
+        torch.tensor(t).reshape(1, 1, 3, 1),
     )
     assert res.weights.shape == (1, 1, 2, 1)
-    torch.testing.assert_close(res.weights.flatten().double(), torch.tensor([w0, w1], dtype=torch.float64), rtol=0, atol=1e-6)
-    torch.testing.assert_close(res.features.flatten().double(), 2 * torch.tensor(F, dtype=torch.float64) - 1, rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        res.weights.flatten().double(), torch.tensor([w0, w1], dtype=torch.float64), rtol=0, atol=1e-6
+    )
+    torch.testing.assert_close(
+        res.features.flatten().double(), 2 * torch.tensor(F, dtype=torch.float64) - 1, rtol=0, atol=1e-6
+    )
     assert res.depth.item() == pytest.approx(D, abs=1e-6)
 
 
@@ -567,7 +659,7 @@ def test_stratified_depths() -> None:
     assert not torch.equal(jit[0], jit[1])
 
 
-def render_random(stochastic: bool = False, seed: int | None = None, n: int = 2, R: int = 8) -> object:
+def render_random(stochastic: bool = False, seed: int | None = None, n: int = 2, res: int = 8) -> RenderOutput:
     torch.manual_seed(11)
     planes = torch.randn(n, 3, C, 16, 16)
     decoder = TriplaneDecoder()
@@ -575,9 +667,16 @@ def render_random(stochastic: bool = False, seed: int | None = None, n: int = 2,
     intrinsics = ffhq_intrinsics().expand(n, 3, 3)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     return render_triplanes(
-        planes, decoder, cam2world, intrinsics, resolution=R, samples=16, importance_samples=16,
-        stochastic=stochastic, generator=gen,
-    )  # fmt: skip
+        planes,
+        decoder,
+        cam2world,
+        intrinsics,
+        resolution=res,
+        samples=16,
+        importance_samples=16,
+        stochastic=stochastic,
+        generator=gen,
+    )
 
 
 def test_deterministic_mode_is_bitwise_reproducible() -> None:
