@@ -26,6 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click errors: a usage error ends in one "Error: ..." line, like every other error.
+    rich_markup_mode=None,
 )
 
 
