@@ -21,7 +21,7 @@ import time
 import torch
 
 from export3d_cli.config import PRESETS
-from export3d_cli.geometry.camera import Camera
+from export3d_cli.geometry.camera import Camera, split_camera_label
 from export3d_cli.models.export3d import Export3D, parameter_count
 from export3d_cli.models.rendering import TriplaneDecoder, render_triplanes
 
@@ -50,7 +50,7 @@ def bench_preset(name: str, batch: int, repeats: int, device: torch.device) -> d
     source = torch.rand(1, 3, r, r, device=device) * 2 - 1
     expression = torch.rand(batch, config.expression.expression_dim, device=device)
     camera = Camera.look_at(torch.linspace(-0.3, 0.3, batch), torch.zeros(batch)).label().to(device)
-    cam2world, intrinsics = camera[:, :16].reshape(-1, 4, 4), camera[:, 16:].reshape(-1, 3, 3)
+    cam2world, intrinsics = split_camera_label(camera)
 
     features = model.encode_source(source)
     planes = model.generator.generate(features, model.expression_encoder(expression))

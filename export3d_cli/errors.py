@@ -42,12 +42,6 @@ class WeightsError(InputError):
     """Model weights that are missing, corrupt, mismatched or unreachable (exit 2)."""
 
 
-class JobFailedError(Export3DError):
-    """A job that was set up correctly but failed while running (exit 1)."""
-
-    exit_code = EXIT_FAILURE
-
-
 class Interrupted(Export3DError):
     """Ctrl-C (exit 130); partial outputs are never left under their target names."""
 

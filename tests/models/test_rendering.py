@@ -181,25 +181,31 @@ def slab_planes(size: int = 32) -> torch.Tensor:
     return planes
 
 
-@pytest.mark.parametrize("plane_axes", ["orthogonal", "eg3d"])
-def test_slab_opacity_matches_beer_lambert(plane_axes: str) -> None:
-    rho = 1.0
-    logits = torch.linspace(-1.0, 1.5, C)
+def render_slab(rho: float, logits: torch.Tensor, resolution: int, plane_axes: str):
+    """Frontal render of the slab scene: rays over [2.0, 3.5], 48 + 48 samples."""
     cam2world, intrinsics = frontal_cameras(1)
-    ray_start, ray_end, samples = 2.0, 3.5, 48
-    R = 9
     out = render_triplanes(
         slab_planes(),
         slab_decoder(rho, logits),
         cam2world,
         intrinsics,
-        resolution=R,
-        samples=samples,
+        resolution=resolution,
+        samples=48,
         importance_samples=48,
-        ray_start=ray_start,
-        ray_end=ray_end,
+        ray_start=2.0,
+        ray_end=3.5,
         plane_axes=plane_axes,
     )
+    return out, cam2world, intrinsics
+
+
+@pytest.mark.parametrize("plane_axes", ["orthogonal", "eg3d"])
+def test_slab_opacity_matches_beer_lambert(plane_axes: str) -> None:
+    rho = 1.0
+    logits = torch.linspace(-1.0, 1.5, C)
+    ray_start, ray_end, samples = 2.0, 3.5, 48
+    R = 9
+    out, cam2world, intrinsics = render_slab(rho, logits, R, plane_axes)
     _, directions = pixel_rays(cam2world, intrinsics, R)
     # Camera at (0, 0, 2.7) looking along -z; every pixel's ray crosses the z = +-0.5 faces inside
     # |x|, |y| < 0.5, so its path length in the cube is 1 / |d_z|.
@@ -223,19 +229,8 @@ def test_slab_opacity_matches_beer_lambert(plane_axes: str) -> None:
 def test_slab_opaque_depth_and_colour() -> None:
     rho = 40.0
     logits = torch.linspace(-3.0, 3.0, C)
-    cam2world, intrinsics = frontal_cameras(1)
     R = 9
-    out = render_triplanes(
-        slab_planes(),
-        slab_decoder(rho, logits),
-        cam2world,
-        intrinsics,
-        resolution=R,
-        samples=48,
-        importance_samples=48,
-        ray_start=2.0,
-        ray_end=3.5,
-    )
+    out, cam2world, intrinsics = render_slab(rho, logits, R, "orthogonal")
     _, directions = pixel_rays(cam2world, intrinsics, R)
     inv_dz = (1.0 / directions[0, :, 2].abs()).reshape(1, 1, R, R)
     # Fully opaque: colour = 2c - 1 (the eg3d-style check), opacity ~ 1.
