@@ -23,6 +23,11 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates 0600; give the result the permissions a plain open() would (0666 minus the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        if tmp.exists():
+            tmp.chmod(0o666 & ~umask)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -65,9 +65,11 @@ def command(application: typer.Typer, name: str) -> Callable[[Callable[..., None
 
 
 def _register_commands() -> None:
-    from export3d_cli.cli import info
+    from export3d_cli.cli import extract, info, preprocess
 
     command(app, "info")(info.info)
+    command(app, "extract")(extract.extract)
+    command(app, "preprocess")(preprocess.preprocess)
 
 
 _register_commands()

@@ -7,3 +7,14 @@ from typing import Annotated
 import typer
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings on stderr.")]
+SmoothingOption = Annotated[
+    float,
+    typer.Option(
+        "--smoothing", min=0.0, help="Temporal smoothing strength (One-Euro): 0 = off, 1 = default, larger = smoother."
+    ),
+]
+FaceIndexOption = Annotated[
+    int, typer.Option("--face-index", min=0, help="Which face when there are several: 0 = the largest.")
+]
+ResolutionOption = Annotated[int, typer.Option("--resolution", min=64, max=1024, help="Aligned crop size R (pixels).")]

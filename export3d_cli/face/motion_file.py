@@ -1,0 +1,123 @@
+"""Motion files: the analysed motion of a driving video, reusable across many sources.
+
+``export3d extract DRIVING -o motion.npz`` writes one; ``export3d animate`` accepts
+it in place of the video, so a batch of sources does not re-analyse the driver.
+Format (a NumPy ``.npz``, read with ``allow_pickle=False``):
+
+======================  =====================  ==========================================
+key                     type                   meaning
+======================  =====================  ==========================================
+``version``             int64 scalar           format version (``MOTION_FORMAT_VERSION``)
+``expression``          float32 [T, 52]        β per frame (smoothed, gaps filled)
+``camera``              float32 [T, 25]        EG3D camera label per frame
+``valid``               bool [T]               the face was actually found in that frame
+``fps``                 float64 scalar         frame rate of the driving video
+``source``              str scalar             path of the driving video (its audio track)
+``expression_names``    str [52]               blendshape names, in order
+======================  =====================  ==========================================
+
+Readers accept files of this version or older and ignore unknown keys.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export3d_cli.atomic import atomic_path
+from export3d_cli.errors import InputError
+from export3d_cli.face.blendshapes import BLENDSHAPE_NAMES, EXPRESSION_DIM
+from export3d_cli.face.head_pose import LABEL_DIM
+
+MOTION_FORMAT_VERSION = 1
+REQUIRED_KEYS = ("version", "expression", "camera", "valid", "fps", "source")
+
+
+@dataclass(frozen=True)
+class Motion:
+    """Per-frame driving signals. Shapes: expression [T, 52], camera [T, 25], valid [T]."""
+
+    expression: np.ndarray
+    camera: np.ndarray
+    valid: np.ndarray
+    fps: float
+    source: str
+
+    def __post_init__(self) -> None:
+        frames = self.valid.shape[0]
+        if self.expression.shape != (frames, EXPRESSION_DIM) or self.camera.shape != (frames, LABEL_DIM):
+            raise ValueError(
+                f"motion shapes disagree: expression {self.expression.shape}, camera {self.camera.shape}, "
+                f"valid {self.valid.shape}"
+            )
+
+    @property
+    def frames(self) -> int:
+        return int(self.valid.shape[0])
+
+
+def save_motion(path: str | Path, motion: Motion) -> Path:
+    """Write ``motion`` to ``path`` atomically (a failure never leaves a partial file there)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        # A file object, not a name: np.savez would append ".npz" to the temporary name.
+        np.savez(
+            handle,
+            version=np.int64(MOTION_FORMAT_VERSION),
+            expression=motion.expression.astype(np.float32),
+            camera=motion.camera.astype(np.float32),
+            valid=motion.valid.astype(bool),
+            fps=np.float64(motion.fps),
+            source=np.array(motion.source),
+            expression_names=np.array(BLENDSHAPE_NAMES),
+        )
+    return path
+
+
+def is_motion_file(path: str | Path) -> bool:
+    """True when ``path`` looks like a motion file (an .npz holding our keys), without reading arrays."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {name.removesuffix(".npy") for name in archive.namelist()}
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return set(REQUIRED_KEYS) <= names
+
+
+def load_motion(path: str | Path) -> Motion:
+    """Read and validate a motion file; every problem is an InputError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such motion file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in REQUIRED_KEYS if key not in data.files]
+            if missing:
+                raise InputError(f"{path}: not an export3d motion file (missing {', '.join(missing)})")
+            version = int(data["version"])
+            if version > MOTION_FORMAT_VERSION:
+                raise InputError(
+                    f"{path}: motion file version {version} is newer than this export3d reads "
+                    f"({MOTION_FORMAT_VERSION}); upgrade export3d"
+                )
+            expression = np.asarray(data["expression"], dtype=np.float32)
+            camera = np.asarray(data["camera"], dtype=np.float32)
+            valid = np.asarray(data["valid"]).astype(bool)
+            fps = float(data["fps"])
+            source = str(data["source"])
+    except InputError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, TypeError) as error:
+        raise InputError(f"{path}: not a readable motion file ({error})") from error
+    frames = valid.shape[0] if valid.ndim == 1 else -1
+    if frames < 1 or expression.shape != (frames, EXPRESSION_DIM) or camera.shape != (frames, LABEL_DIM):
+        raise InputError(
+            f"{path}: inconsistent motion file: expression {expression.shape}, camera {camera.shape}, "
+            f"valid {valid.shape} (expected [T, {EXPRESSION_DIM}], [T, {LABEL_DIM}], [T] with T >= 1)"
+        )
+    if not (np.isfinite(expression).all() and np.isfinite(camera).all()) or not fps > 0:
+        raise InputError(f"{path}: motion file holds non-finite values or a non-positive fps")
+    return Motion(expression=expression, camera=camera, valid=valid, fps=fps, source=source)

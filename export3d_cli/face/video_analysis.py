@@ -1,0 +1,235 @@
+"""Analyse a face through a video: per-frame β and camera p, tracked, gap-filled and smoothed.
+
+Frames are streamed (memory is flat in the video's length). MediaPipe's video
+mode tracks faces between frames; among several faces we keep following the one
+nearest to where the chosen face was. Frames where it is not found are marked
+invalid, filled by interpolation (held at the ends) and counted. Smoothing is a
+One-Euro filter (Casiez et al. 2012), which removes jitter at rest but lets fast
+motion (blinks, speech) through; the head pose is smoothed as an axis-angle
+vector and the crop transform as (log scale, angle, translation), charts in which
+averaging is meaningful.
+
+``fps`` resamples the video to a fixed rate by picking, for each output time
+k / fps, the nearest decoded frame (what ``export3d preprocess`` needs); the
+default keeps every frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export3d_cli.errors import InputError
+from export3d_cli.face.alignment import SimilarityTransform, alignment_transform
+from export3d_cli.face.blendshapes import EXPRESSION_DIM
+from export3d_cli.face.head_pose import HeadPose
+from export3d_cli.face.landmarker import LANDMARK_COUNT, FaceLandmarker, FaceObservation
+from export3d_cli.face.motion_file import Motion
+from export3d_cli.face.temporal import OneEuroConfig, fill_gaps, one_euro_filter
+
+ProgressCallback = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """Temporal smoothing strength: 0 turns it off, 1 is the default, larger is smoother (and laggier)."""
+
+    strength: float = 1.0
+
+    def config(self, min_cutoff: float, beta: float) -> OneEuroConfig | None:
+        if self.strength <= 0:
+            return None
+        return OneEuroConfig(min_cutoff=min_cutoff / self.strength, beta=beta / self.strength, d_cutoff=1.0)
+
+    @property
+    def expression(self) -> OneEuroConfig | None:
+        # Blendshape speeds in speech reach several units/s: beta opens the filter for them.
+        return self.config(min_cutoff=1.5, beta=5.0)
+
+    @property
+    def pose(self) -> OneEuroConfig | None:
+        # Radians; also used for the crop transform in units of the crop size.
+        return self.config(min_cutoff=1.0, beta=2.0)
+
+
+@dataclass(frozen=True)
+class VideoMotion:
+    """Per-frame face motion of a video.
+
+    Shapes: expression [T, 52] float32, camera [T, 25] float32, valid [T] bool,
+    landmarks [T, 478, 2] float32 (image pixels, gaps filled), transforms [T, 2, 3]
+    float64 (image → R×R crop, smoothed). ``frame_indices`` [T] are the decoded
+    frames used (differs from arange(T) when resampled).
+    """
+
+    expression: np.ndarray
+    camera: np.ndarray
+    valid: np.ndarray
+    landmarks: np.ndarray
+    transforms: np.ndarray
+    frame_indices: np.ndarray
+    fps: float
+    source: str
+    resolution: int
+    decode_error: str | None
+
+    @property
+    def frames(self) -> int:
+        return int(self.valid.shape[0])
+
+    @property
+    def missing(self) -> int:
+        """Frames in which the face was not found (filled by interpolation)."""
+        return int((~self.valid).sum())
+
+    def transform(self, index: int) -> SimilarityTransform:
+        return SimilarityTransform(self.transforms[index])
+
+    def motion(self) -> Motion:
+        """The part a motion file keeps."""
+        return Motion(self.expression, self.camera, self.valid, self.fps, self.source)
+
+
+def sampled_frames(
+    reader: Iterator[np.ndarray], source_fps: float, fps: float | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (decoded frame index, frame) at rate ``fps`` (nearest frame; repeats when upsampling)."""
+    if fps is None:
+        yield from enumerate(reader)
+        return
+    step = source_fps / fps
+    next_output = 0
+    for index, frame in enumerate(reader):
+        while round(next_output * step) == index:
+            yield index, frame
+            next_output += 1
+        # A frame rate rounding can skip past `index`; the next decoded frame then serves that output.
+        while round(next_output * step) < index:
+            next_output += 1
+
+
+def _choose_face(faces: list[FaceObservation], previous_centre: np.ndarray | None, face_index: int) -> FaceObservation:
+    if previous_centre is None:
+        return faces[min(face_index, len(faces) - 1)]
+    distances = [float(np.linalg.norm(face.centre - previous_centre)) for face in faces]
+    return faces[int(np.argmin(distances))]
+
+
+def _smooth(values: np.ndarray, fps: float, config: OneEuroConfig | None) -> np.ndarray:
+    return values if config is None else one_euro_filter(values, fps, config)
+
+
+def analyze_video(
+    path: str | Path,
+    *,
+    resolution: int = 256,
+    smoothing: Smoothing = Smoothing(),
+    face_index: int = 0,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> VideoMotion:
+    """Stream ``path`` through the face landmarker; see the module docstring."""
+    from export3d_cli.media.video_reader import VideoReader
+
+    if face_index < 0:
+        raise InputError(f"{path}: --face-index must be 0 or more, got {face_index}")
+    expressions: list[np.ndarray] = []
+    rotations: list[np.ndarray] = []
+    landmarks: list[np.ndarray] = []
+    valid: list[bool] = []
+    frame_indices: list[int] = []
+    chosen_centre: np.ndarray | None = None
+    with VideoReader(path) as reader, FaceLandmarker("video") as landmarker:
+        source_fps = reader.info.fps
+        output_fps = fps or source_fps
+        total = reader.info.frame_count
+        if total is not None and fps is not None:
+            total = math.ceil(total * fps / source_fps)
+        if total is not None and max_frames is not None:
+            total = min(total, max_frames)
+        last_index = -1
+        faces: list[FaceObservation] = []
+        for output_index, (index, frame) in enumerate(sampled_frames(iter(reader), source_fps, fps)):
+            if max_frames is not None and output_index >= max_frames:
+                break
+            if index != last_index:  # a repeated frame (upsampling) reuses its detection
+                faces = landmarker.detect(frame, timestamp_ms=round(output_index * 1000.0 / output_fps))
+                last_index = index
+            found = bool(faces) and (chosen_centre is not None or len(faces) > face_index)
+            if found:
+                face = _choose_face(faces, chosen_centre, face_index)
+                chosen_centre = face.centre
+                expressions.append(face.blendshapes)
+                rotations.append(HeadPose.from_facial_transform(face.transform).rotation_vector())
+                landmarks.append(face.landmarks[:, :2].astype(np.float32))
+            else:
+                expressions.append(np.zeros(EXPRESSION_DIM, np.float32))
+                rotations.append(np.zeros(3))
+                landmarks.append(np.zeros((LANDMARK_COUNT, 2), np.float32))
+            valid.append(found)
+            frame_indices.append(index)
+            if progress is not None:
+                progress(len(valid), total)
+        decode_error = reader.error
+    valid_mask = np.array(valid, dtype=bool)
+    if not valid_mask.any():
+        detail = f" (face index {face_index})" if face_index else ""
+        raise InputError(f"{path}: no face found in any of its {len(valid)} frames{detail}")
+    return _finish(
+        np.stack(expressions),
+        np.stack(rotations),
+        np.stack(landmarks),
+        valid_mask,
+        np.array(frame_indices, dtype=np.int64),
+        output_fps,
+        str(path),
+        resolution,
+        smoothing,
+        decode_error,
+    )
+
+
+def _finish(
+    expressions: np.ndarray,
+    rotations: np.ndarray,
+    landmarks: np.ndarray,
+    valid: np.ndarray,
+    frame_indices: np.ndarray,
+    fps: float,
+    source: str,
+    resolution: int,
+    smoothing: Smoothing,
+    decode_error: str | None,
+) -> VideoMotion:
+    """Fill gaps, smooth, and derive cameras and crop transforms from the smoothed pose."""
+    frames = valid.shape[0]
+    expressions = np.clip(_smooth(fill_gaps(expressions, valid), fps, smoothing.expression), 0.0, 1.0)
+    rotations = _smooth(fill_gaps(rotations, valid), fps, smoothing.pose)
+    landmarks = fill_gaps(landmarks.reshape(frames, -1), valid).reshape(frames, LANDMARK_COUNT, 2)
+    poses = [HeadPose.from_rotation_vector(vector) for vector in rotations]
+    cameras = np.stack([pose.label() for pose in poses])  # [T, 25]
+    params = np.stack(
+        [alignment_transform(landmarks[t], cameras[t], resolution).params() for t in range(frames)]
+    )  # [T, 4]: log scale, angle, tx, ty
+    params[:, 1] = np.unwrap(params[:, 1])
+    params[:, 2:] /= resolution  # translation in crop units, so one filter setting fits every resolution
+    params = _smooth(params, fps, smoothing.pose)
+    params[:, 2:] *= resolution
+    transforms = np.stack([SimilarityTransform.from_params(p).matrix for p in params])  # [T, 2, 3]
+    return VideoMotion(
+        expression=expressions.astype(np.float32),
+        camera=cameras.astype(np.float32),
+        valid=valid,
+        landmarks=landmarks.astype(np.float32),
+        transforms=transforms,
+        frame_indices=frame_indices,
+        fps=float(fps),
+        source=source,
+        resolution=resolution,
+        decode_error=decode_error,
+    )

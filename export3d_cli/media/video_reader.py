@@ -1,0 +1,522 @@
+"""Streaming video decode through the ffmpeg binary that imageio-ffmpeg ships.
+
+Driving videos can be minutes long, so frames are never accumulated: ffmpeg decodes to raw ``rgb24`` on a
+pipe and :class:`VideoReader` hands out one ``[H, W, 3]`` uint8 frame at a time. Memory stays at a few frames
+whatever the length of the video.
+
+Why a subprocess and not a Python binding: the static ffmpeg from imageio-ffmpeg is already a dependency, decodes
+every codec a phone produces, and applies rotation metadata (autorotate) itself. There is no ffprobe next to
+it, so :func:`probe_video` reads the header ffmpeg prints on stderr, and takes the frame size from the *output*
+stream of a one-frame trial decode: that is the size after autorotate, i.e. exactly what the pipe will carry,
+with no need to interpret display matrices ourselves.
+
+Why the threads: a blocking read on a pipe cannot time out portably, and a full stderr pipe would block ffmpeg
+forever. One thread reads frames into a small bounded queue (so the caller can wait with a timeout: the stall
+watchdog), another drains stderr into a bounded buffer (kept for the error message).
+
+Frames come out at a constant ``info.fps``: the decode pins ffmpeg's output rate to it, so frame ``i`` is at
+``i / fps`` seconds (variable-frame-rate phone videos get frames repeated or dropped, as ffmpeg does by
+default for raw output), and a stream without a usable rate cannot make ffmpeg invent thousands of frames.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import stat
+import subprocess
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import imageio_ffmpeg
+import numpy as np
+
+from export3d_cli.errors import InputError
+
+__all__ = ["DEFAULT_FPS", "VideoInfo", "VideoReader", "probe_video", "read_video_frames"]
+
+DEFAULT_FPS = 25.0
+
+# Reading the header and one frame is bounded work; its timeout only guards against a hung file system.
+_PROBE_TIMEOUT = 30.0
+
+# ffmpeg's demuxers for still images: they open a PNG or JPEG as a one-frame "video", which is never what a
+# user meant by a driving video.
+_IMAGE_DEMUXERS = frozenset({"image2", "image2pipe", "tty"})
+
+# A video ending this many frames short of the header's estimate (with ffmpeg complaining) counts as truncated;
+# the slack absorbs rounding of duration * fps.
+_SHORTFALL_FRACTION = 0.05
+_SHORTFALL_MIN_FRAMES = 2
+
+# Decoded frames waiting for the caller; bounds memory to a few frames while letting ffmpeg run ahead a little.
+_QUEUE_FRAMES = 2
+_STDERR_LINES = 64
+
+# Lines ffmpeg prints as consequences of an earlier error; the earlier line is the one worth showing.
+_NOISE = re.compile(
+    r"Task finished with error code|Terminating thread with return code|Conversion failed|"
+    r"Nothing was written into output file|Could not open encoder before EOF|Decode error rate|"
+    r"misdetection possible|Cannot determine format of input|"
+    r"^Error opening input files?\b|^Error opening output files?\b|^frame="
+)
+_LOG_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*)+")
+_STREAM = re.compile(r"^\s*Stream #\d+:\d+.*?: (Video|Audio|Subtitle|Data|Attachment): ")
+_SIZE = re.compile(r", (\d+)x(\d+)\b")
+_RATE = re.compile(r"\b(\d+(?:\.\d+)?)(k?) (fps|tbr)\b")
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_STREAM_DURATION = re.compile(r"^\s*DURATION(?:-\w+)?\s*: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees|^\s*rotate\s*: (-?\d+)")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` learnt about a video.
+
+    ``width``/``height`` are those of the decoded frames, after ffmpeg's autorotate. ``frame_count`` is an
+    estimate (duration * fps) and ``None`` when the container gives no duration. ``warnings`` lists guesses
+    made along the way (e.g. the 25 fps fallback), one line each, for the caller to show.
+    """
+
+    path: Path
+    fps: float
+    width: int
+    height: int
+    frame_count: int | None
+    duration: float | None
+    has_audio: bool
+    warnings: tuple[str, ...]
+
+
+def probe_video(path: str | os.PathLike[str], *, timeout: float = _PROBE_TIMEOUT) -> VideoInfo:
+    """Read a video's header and decode its first frame.
+
+    Raises :class:`InputError` (one line, starting with the path) for a missing, unreadable, empty or
+    non-video file, a file without a video stream, a video whose frames do not decode, or when ffmpeg takes
+    longer than ``timeout`` seconds.
+    """
+    path = Path(path)
+    _check_regular_file(path)
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-i",
+        _ffmpeg_url(path),
+        "-map",
+        "0:V:0",
+        "-frames:v",
+        "1",
+        "-f",
+        "null",
+        "-",
+    ]
+    try:
+        done = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{path}: ffmpeg could not read the video header within {timeout:g} s") from None
+    return _parse_probe(path, done.stderr.decode("utf-8", "replace"), done.returncode)
+
+
+class VideoReader:
+    """Decode a video one frame at a time: ``with VideoReader(p) as r: for frame in r: ...``.
+
+    Frames are uint8 RGB ``[H, W, 3]`` with ``H, W = info.height, info.width``, each a fresh writable array.
+    The reader is a single-pass iterator. A file that is corrupt or truncated part-way yields every frame
+    that decodes, then stops with :attr:`error` set; one that yields no frame at all raises
+    :class:`InputError`. If ffmpeg sends no frame data for ``stall_timeout`` seconds it is killed and
+    iteration stops with :attr:`error` set. :meth:`close` (also on leaving the ``with`` block) kills ffmpeg.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, stall_timeout: float = 30.0) -> None:
+        if not stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be positive, got {stall_timeout}")
+        self.info = probe_video(path, timeout=max(stall_timeout, _PROBE_TIMEOUT))
+        self.frames_read = 0
+        self.error: str | None = None
+        self._stall_timeout = stall_timeout
+        self._shape = (self.info.height, self.info.width, 3)
+        self._closed = False
+        self._ended = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pump: _FramePump | None = None
+        self._stderr: _StderrDrain | None = None
+        self._kill: weakref.finalize | None = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        if self._proc is None:
+            if self._closed:
+                raise ValueError(f"{self.info.path}: VideoReader is closed")
+            self._start()
+        if self._ended or self._closed:
+            raise StopIteration
+        try:
+            buffer = self._next_buffer()
+        except BaseException:
+            self.close()  # e.g. KeyboardInterrupt while waiting: ffmpeg must not outlive the reader
+            raise
+        if buffer is None:
+            self._ended = True
+            self.close()
+            if self.frames_read == 0:
+                raise InputError(
+                    f"{self.info.path}: no decodable video frames ({self.error or 'ffmpeg produced no output'})"
+                )
+            raise StopIteration
+        self.frames_read += 1
+        return np.frombuffer(buffer, dtype=np.uint8).reshape(self._shape)
+
+    def close(self) -> None:
+        """Kill ffmpeg if it is still running and release the pipes; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._proc is None:
+            return
+        self._pump.stop.set()
+        self._kill()  # the pipes reach EOF once ffmpeg is gone, which ends both threads
+        self._pump.join()
+        self._stderr.join()
+        self._proc.stdout.close()
+        self._proc.stderr.close()
+
+    def _start(self) -> None:
+        cmd = _decode_command(self.info.path, _rate_arg(self.info.fps))
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+        )
+        # Kills ffmpeg even if the reader is dropped without close(); the callback must not hold the reader.
+        self._kill = weakref.finalize(self, _kill_process, self._proc)
+        self._stderr = _StderrDrain(self._proc.stderr)
+        self._pump = _FramePump(self._proc.stdout, self._shape[0] * self._shape[1] * 3)
+        self._stderr.start()
+        self._pump.start()
+
+    def _next_buffer(self) -> bytearray | None:
+        """The next frame's bytes, or ``None`` at the end of the stream (with :attr:`error` set if it ended badly)."""
+        pump = self._pump
+        waiting_since = time.monotonic()
+        while True:
+            # A caller that was busy must not count as a stall: measure from the later of our own wait and
+            # ffmpeg's last sign of progress.
+            remaining = max(waiting_since, pump.last_progress) + self._stall_timeout - time.monotonic()
+            if remaining <= 0:
+                self._kill()
+                self.error = f"ffmpeg sent no frame data for {self._stall_timeout:g} s; decoding stopped"
+                return None
+            try:
+                kind, payload = pump.frames.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if kind == "frame":
+                return payload
+            self._finish(partial_bytes=payload)
+            return None
+
+    def _finish(self, partial_bytes: int) -> None:
+        """Record why the stream ended, once ffmpeg has closed its output."""
+        proc = self._proc
+        try:
+            proc.wait(timeout=self._stall_timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+        self._stderr.join()
+        reason = _summarise_errors(self._stderr.lines, limit=1)
+        problems = []
+        if proc.returncode != 0:
+            problems.append(f"ffmpeg failed (exit code {proc.returncode})")
+        if partial_bytes:
+            problems.append(f"last frame truncated ({partial_bytes} of {self.info.width * self.info.height * 3} bytes)")
+        expected = self.info.frame_count
+        # Ending short without complaint is not treated as damage: the container duration may cover a longer
+        # audio track.
+        if (
+            reason
+            and expected is not None
+            and expected - self.frames_read > max(_SHORTFALL_MIN_FRAMES, _SHORTFALL_FRACTION * expected)
+        ):
+            problems.append(f"stream ended after {self.frames_read} of ~{expected} frames")
+        if problems:
+            self.error = "; ".join(problems) + (f": {reason}" if reason else "")
+
+
+def read_video_frames(path: str | os.PathLike[str], *, stall_timeout: float = 30.0) -> Iterator[np.ndarray]:
+    """Yield a video's frames (uint8 RGB ``[H, W, 3]``) one at a time; see :class:`VideoReader`.
+
+    The file is probed on the first ``next()``, so input errors surface there. Closing the generator (or
+    dropping it) kills ffmpeg.
+    """
+    with VideoReader(path, stall_timeout=stall_timeout) as reader:
+        yield from reader
+
+
+class _FramePump(threading.Thread):
+    """Reads whole frames off ffmpeg's stdout into a bounded queue.
+
+    Queue items: ``("frame", bytearray)`` or, once, ``("end", n)`` where ``n`` is the byte count of an
+    incomplete last frame (0 on a clean end).
+    """
+
+    def __init__(self, stdout: IO[bytes], frame_bytes: int) -> None:
+        super().__init__(name="ffmpeg-frames", daemon=True)
+        self._stdout = stdout
+        self._frame_bytes = frame_bytes
+        self.frames: queue.Queue[tuple[str, bytearray | int]] = queue.Queue(maxsize=_QUEUE_FRAMES)
+        self.stop = threading.Event()
+        self.last_progress = time.monotonic()
+
+    def run(self) -> None:
+        partial = 0
+        try:
+            while not self.stop.is_set():
+                buffer, got = self._read_frame()
+                if got < self._frame_bytes:
+                    partial = got
+                    break
+                self._put(("frame", buffer))
+        except (OSError, ValueError):
+            pass  # the pipe was closed under us by close(); nobody is waiting for the end marker then
+        self._put(("end", partial))
+
+    def _read_frame(self) -> tuple[bytearray, int]:
+        """One frame's bytes and how many arrived (fewer than a frame only at the end of the stream)."""
+        buffer = bytearray(self._frame_bytes)
+        got = 0
+        with memoryview(buffer) as view:
+            while got < self._frame_bytes:
+                n = self._stdout.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+                self.last_progress = time.monotonic()
+        return buffer, got
+
+    def _put(self, item: tuple[str, bytearray | int]) -> None:
+        # Poll the stop flag so a caller that stopped reading never leaves this thread blocked on a full queue.
+        while not self.stop.is_set():
+            try:
+                self.frames.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            # Waiting for room in the queue is the caller's doing, not a stall of ffmpeg.
+            self.last_progress = time.monotonic()
+            return
+
+
+class _StderrDrain(threading.Thread):
+    """Keeps ffmpeg's stderr flowing (a full pipe would block it) and remembers its last lines."""
+
+    def __init__(self, stderr: IO[bytes]) -> None:
+        super().__init__(name="ffmpeg-stderr", daemon=True)
+        self._stderr = stderr
+        self.lines: deque[str] = deque(maxlen=_STDERR_LINES)
+
+    def run(self) -> None:
+        pending = b""
+        try:
+            while chunk := self._stderr.read(65536):
+                *complete, pending = (pending + chunk).split(b"\n")
+                pending = pending[-4096:]  # a line without end must not grow without bound
+                self.lines.extend(line.decode("utf-8", "replace").rstrip() for line in complete)
+        except (OSError, ValueError):
+            return
+        if pending:
+            self.lines.append(pending.decode("utf-8", "replace").rstrip())
+
+
+def _decode_command(path: Path, rate: str) -> list[str]:
+    """The ffmpeg command that writes the video's frames as raw rgb24 to stdout (a seam for the tests)."""
+    return [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-i",
+        _ffmpeg_url(path),
+        "-map",
+        "0:V:0",
+        "-r",
+        rate,
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]
+
+
+def _kill_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()  # reaps it: no zombie
+
+
+def _check_regular_file(path: Path) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a directory")
+    # Pipes and devices are refused: the header probe would consume data the decode then cannot re-read.
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file")
+    if st.st_size == 0:
+        raise InputError(f"{path}: empty file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _ffmpeg_url(path: Path) -> str:
+    # The file: protocol keeps names like "-x.mp4" or "a:b.mp4" from being read as options or protocols.
+    return "file:" + os.path.abspath(path)
+
+
+def _parse_probe(path: Path, text: str, returncode: int) -> VideoInfo:
+    """Build a :class:`VideoInfo` from the stderr of the probe command in :func:`probe_video`."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Input #0, ")), None)
+    if start is None:
+        raise InputError(f"{path}: not a video ({_summarise_errors(lines, limit=2) or 'ffmpeg cannot open it'})")
+    demuxer = re.match(r"Input #0, (.*?), from ", lines[start])
+    demuxer_name = demuxer.group(1) if demuxer else ""
+    if demuxer_name in _IMAGE_DEMUXERS or demuxer_name.endswith("_pipe"):
+        kind = demuxer_name.removesuffix("_pipe") + " image" if demuxer_name.endswith("_pipe") else "image file"
+        raise InputError(f"{path}: not a video ({kind})")
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].startswith(("Output #", "Stream mapping:"))), len(lines)
+    )
+    header = lines[start:end]
+    output = lines[end:]
+
+    streams = [(i, m.group(1)) for i, line in enumerate(header) if (m := _STREAM.match(line))]
+    videos = [i for i, kind in streams if kind == "Video" and "(attached pic)" not in header[i]]
+    if not videos:
+        raise InputError(f"{path}: has no video stream")
+    video = videos[0]
+    next_stream = next((i for i, _ in streams if i > video), len(header))
+    stream_line, stream_block = header[video], header[video + 1 : next_stream]
+
+    warnings: list[str] = []
+    fps = _stream_rate(stream_line)
+    if fps is None:
+        fps = DEFAULT_FPS
+        warnings.append(f"{path}: the video stream has no usable frame rate; assuming {DEFAULT_FPS:g} fps")
+
+    duration = _first_duration(_STREAM_DURATION, stream_block) or _first_duration(_DURATION, header)
+    frame_count = round(duration * fps) if duration else None
+
+    decoded = next(
+        (m for line in output if _STREAM.match(line) and " Video: " in line and (m := _SIZE.search(line))), None
+    )
+    if decoded is not None:
+        width, height = int(decoded.group(1)), int(decoded.group(2))
+    elif returncode != 0:
+        reason = _summarise_errors(lines, limit=2) or f"ffmpeg exit code {returncode}"
+        raise InputError(f"{path}: no decodable video frames ({reason})")
+    else:
+        # An ffmpeg that decoded a frame but printed no output stream we can parse: fall back to the coded
+        # size, turned by the rotation metadata the way autorotate turns the frames.
+        coded = _SIZE.search(stream_line)
+        if coded is None:
+            raise InputError(f"{path}: cannot determine the video frame size from ffmpeg's output")
+        width, height = int(coded.group(1)), int(coded.group(2))
+        if round(_rotation(stream_block) / 90) % 2:
+            width, height = height, width
+
+    return VideoInfo(
+        path=path,
+        fps=fps,
+        width=width,
+        height=height,
+        frame_count=frame_count,
+        duration=duration,
+        has_audio=any(kind == "Audio" for _, kind in streams),
+        warnings=tuple(warnings),
+    )
+
+
+def _stream_rate(stream_line: str) -> float | None:
+    """The average frame rate ("fps"), else ffmpeg's guess ("tbr"); ``None`` when neither is plausible."""
+    rates = {unit: (float(value), kilo) for value, kilo, unit in _RATE.findall(stream_line)}
+    for unit in ("fps", "tbr"):
+        if unit in rates:
+            value, kilo = rates[unit]
+            # "1k tbr" and the like are time bases, not frame rates.
+            if not kilo and 0 < value < 1000:
+                return _exact_rate(value)
+    return None
+
+
+def _exact_rate(printed: float) -> float:
+    """Undo ffmpeg's two-decimal rounding for NTSC rates: "29.97" is 30000/1001, "23.98" is 24000/1001."""
+    ntsc = round(printed * 1.001)
+    # Printing to two decimals is off by at most 0.005, so a phone's measured 29.98 average stays 29.98.
+    if printed != int(printed) and abs(printed * 1.001 - ntsc) < 0.006:
+        return ntsc * 1000 / 1001
+    return printed
+
+
+def _rate_arg(fps: float) -> str:
+    rate = Fraction(fps).limit_denominator(1001)
+    return f"{rate.numerator}/{rate.denominator}"
+
+
+def _first_duration(pattern: re.Pattern[str], lines: list[str]) -> float | None:
+    for line in lines:
+        if m := pattern.search(line):
+            return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    return None
+
+
+def _rotation(stream_block: list[str]) -> float:
+    for line in stream_block:
+        if m := _ROTATION.search(line):
+            return float(m.group(1) or m.group(2))
+    return 0.0
+
+
+def _summarise_errors(lines: list[str] | deque[str], *, limit: int) -> str:
+    """The last ``limit`` distinct informative error lines of ffmpeg's stderr, joined into one line.
+
+    Header lines (indented) and ffmpeg's follow-up noise are skipped; ``[h264 @ 0x...]`` prefixes go.
+    """
+    found: list[str] = []
+    for raw in lines:
+        if not raw or raw[0].isspace() or raw.startswith(("Input #", "Output #", "Stream mapping:")):
+            continue
+        line = _LOG_PREFIX.sub("", raw).strip().removeprefix("Error opening input: ").rstrip(".")
+        if line and not _NOISE.search(line):
+            if line in found:
+                found.remove(line)
+            found.append(line)
+    return "; ".join(found[-limit:])
