@@ -36,3 +36,25 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 def atomic_write_text(target: str | Path, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def prepare_output_file(target: str | Path) -> Path:
+    """Check, before any work, that ``target`` can be written: its folder exists (or is created) and is writable.
+
+    Raises UsageError (exit 2) naming the path; a long job then never fails only at its very end.
+    """
+    from export3d_cli.errors import UsageError
+
+    target = Path(target)
+    if target.is_dir():
+        raise UsageError(f"{target}: is a directory; give a file name")
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"{target}: cannot create the output folder {parent} (a file has that name)") from None
+    except OSError as error:
+        raise UsageError(f"{target}: cannot create the output folder {parent} ({error.strerror})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{target}: the output folder {parent} is not writable")
+    return target

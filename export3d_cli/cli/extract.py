@@ -24,14 +24,14 @@ def extract(
     as_json: JsonOption = False,
 ) -> None:
     """Extract per-frame expression (52 blendshapes) and EG3D camera from a driving video."""
+    from export3d_cli.atomic import prepare_output_file
     from export3d_cli.errors import UsageError
     from export3d_cli.face.motion_file import save_motion
     from export3d_cli.face.video_analysis import Smoothing, analyze_video
 
     if output.suffix.lower() != ".npz":
         raise UsageError(f"{output}: a motion file must end in .npz")
-    if output.is_dir():
-        raise UsageError(f"{output}: is a directory; give a file name ending in .npz")
+    prepare_output_file(output)
     with progress(f"Analysing {driving.name}", quiet=quiet) as bar:
         result = analyze_video(
             driving, smoothing=Smoothing(smoothing), face_index=face_index, max_frames=max_frames, progress=bar.update

@@ -59,10 +59,10 @@ def find_videos(inputs: Iterable[Path]) -> list[Path]:
             found.extend(sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES))
         else:
             found.append(item)  # reported as an error later if it is not a readable video
-    unique: dict[Path, None] = {}
+    unique: dict[Path, Path] = {}
     for path in found:
-        unique.setdefault(path, None)
-    return list(unique)
+        unique.setdefault(path.resolve(), path)  # the same file named twice (relative, absolute) counts once
+    return list(unique.values())
 
 
 def clip_id_for(path: Path) -> str:
@@ -73,7 +73,8 @@ def clip_id_for(path: Path) -> str:
 
 
 def identity_for(path: Path, identity_from: IdentityFrom) -> str:
-    return (path.resolve().parent.name if identity_from == "parent" else path.stem) or "unknown"
+    # The folder as named, not resolved: people/carol/c.mp4 -> raw/x.mp4 is carol's clip.
+    return (path.absolute().parent.name if identity_from == "parent" else path.stem) or "unknown"
 
 
 def preprocess_video(root: Path, video: Path, config: PreprocessConfig, progress: Callable | None = None) -> ClipRecord:

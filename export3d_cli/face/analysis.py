@@ -56,7 +56,7 @@ def select_face(faces: list[FaceObservation], face_index: int, name: str) -> Fac
 
 def analyze_observation(image: np.ndarray, face: FaceObservation, resolution: int, faces_found: int) -> FaceAnalysis:
     """Camera, alignment and crop for one detected face in ``image`` [H, W, 3]."""
-    pose = HeadPose.from_facial_transform(face.transform)
+    pose = HeadPose.from_landmarks(face.landmarks)
     camera = pose.label()
     transform = alignment_transform(face.landmarks, camera, resolution)
     return FaceAnalysis(

@@ -5,20 +5,18 @@ The model's world is the canonical head: MediaPipe's canonical face mesh
 that the nose tip sits on EG3D's look-at pivot (0, 0, 0.2). The head stays
 fixed and the camera moves, as in EG3D's FFHQ labels.
 
-MediaPipe's facial transformation matrix maps canonical coordinates into its
-own *OpenGL-style* camera (x right, y up, looking down −z; vertical field of view
-63°). Two conversions turn it into an EG3D camera:
-
-1. Line of sight. A face away from the image centre is seen obliquely; what
-   shapes its appearance in a crop around it is the head rotation relative to
-   the ray from the camera to the nose, not to the optical axis. We rotate the
-   camera (minimal rotation) so that it looks straight at the nose, and keep
-   the head rotation relative to that virtual camera (``HeadPose.rotation``).
-2. Axes. OpenGL camera axes (x, y, z) are OpenCV's (x, −y, −z). With the head as
-   the world, cam2world's rotation is ``rotation.T @ diag(1, -1, -1)``; the camera
-   centre is put on the radius-2.7 sphere about the origin, looking at the pivot,
-   exactly where EG3D's look-at sampler puts it (so a roll-free pose gives the
-   sampler's label to float precision).
+The head rotation comes from a weighted orthographic Procrustes fit of the
+canonical rigid landmarks (MediaPipe's own pose basis) to the detected 3-D
+landmarks in image space. It sees only the face's appearance — what an aligned
+crop shows — so a face moved around the picture keeps its pose. (MediaPipe's
+facial transformation matrix is not used: it is fitted through an assumed 63°
+perspective camera, so the same face moved 150 px off-centre changes its yaw by
+more than 10°.) The rotation maps the head frame to image axes with y up and z
+towards the viewer (OpenGL camera axes); OpenGL (x, y, z) is OpenCV (x, −y, −z),
+so with the head as the world, cam2world's rotation is
+``rotation.T @ diag(1, -1, -1)``. The camera centre is put on the radius-2.7
+sphere about the origin, looking at the pivot, exactly where EG3D's look-at
+sampler puts it (a roll-free pose gives the sampler's label to float precision).
 
 Angles reported by ``yaw_pitch_roll`` invert the look-at sampler: yaw > 0 puts the
 camera at +x (the subject's left), pitch > 0 puts it below the face, roll > 0
@@ -40,7 +38,6 @@ CAMERA_RADIUS = 2.7
 CAMERA_PIVOT = np.array([0.0, 0.0, 0.2])
 FFHQ_FOCAL = 4.2647
 LABEL_DIM = 25
-MEDIAPIPE_VERTICAL_FOV_DEGREES = 63.0
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0])
 
 
@@ -67,18 +64,6 @@ def nearest_rotation(matrix: np.ndarray) -> np.ndarray:
     if np.linalg.det(rotation) < 0:
         rotation = u @ np.diag([1.0, 1.0, -1.0]) @ vt
     return rotation
-
-
-def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation [3, 3] taking unit vector ``a`` to unit vector ``b``."""
-    axis = np.cross(a, b)
-    sin = np.linalg.norm(axis)
-    cos = float(np.dot(a, b))
-    if sin < 1e-12:
-        if cos > 0:
-            return np.eye(3)
-        raise ValueError("opposite vectors have no unique smallest rotation")
-    return rotation_from_vector(axis / sin * math.atan2(sin, cos))
 
 
 def rotation_from_vector(vector: np.ndarray) -> np.ndarray:
@@ -109,20 +94,29 @@ def _camera_distance(forward: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class HeadPose:
-    """Head rotation [3, 3]: head (world) frame → an OpenGL camera looking straight at the nose."""
+    """Head rotation [3, 3]: head (world) frame → image axes (x right, y up, z towards the viewer)."""
 
     rotation: np.ndarray
 
     @classmethod
-    def from_facial_transform(cls, transform: np.ndarray) -> HeadPose:
-        """From MediaPipe's facial transformation matrix [4, 4] (canonical cm → its OpenGL camera)."""
-        transform = np.asarray(transform, dtype=np.float64)
-        rotation = nearest_rotation(transform[:3, :3])
-        nose = transform[:3, :3] @ canonical_face().vertices[NOSE_TIP].astype(np.float64) + transform[:3, 3]
-        line_of_sight = nose / np.linalg.norm(nose)
-        # Turn the camera to look at the nose; the head rotation seen by that camera is A @ R.
-        align = rotation_between(line_of_sight, np.array([0.0, 0.0, -1.0]))
-        return cls(align @ rotation)
+    def from_landmarks(cls, landmarks: np.ndarray) -> HeadPose:
+        """From MediaPipe's image-space 3-D landmarks [>=468, 3] (x right, y down, z away, all in pixels).
+
+        A weighted orthographic Procrustes fit of the canonical rigid landmarks: it sees only the face's own
+        appearance, so moving a face around the picture does not change its pose.
+        """
+        face = canonical_face()
+        indices = face.procrustes_indices
+        observed = np.asarray(landmarks, dtype=np.float64)[indices, :3] * np.array([1.0, -1.0, -1.0])  # y up, z out
+        model = face.vertices[indices].astype(np.float64)
+        weights = face.procrustes_weights.astype(np.float64)
+        weights = weights / weights.sum()
+        observed_centred = observed - weights @ observed
+        model_centred = model - weights @ model
+        covariance = (observed_centred * weights[:, None]).T @ model_centred  # [3, 3]
+        u, _, vt = np.linalg.svd(covariance)
+        correction = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+        return cls(u @ correction @ vt)
 
     @classmethod
     def from_rotation_vector(cls, vector: np.ndarray) -> HeadPose:

@@ -1,8 +1,7 @@
 """MediaPipe Face Landmarker (Tasks API) behind a small typed interface.
 
-One detection gives, per face: 478 landmarks (468 mesh + 10 iris), the 52
-blendshape scores β and the facial transformation matrix (canonical face →
-MediaPipe's OpenGL camera). Image mode analyses each picture on its own; video
+One detection gives, per face: 478 landmarks (468 mesh + 10 iris) with relative
+depth, and the 52 blendshape scores β. Image mode analyses each picture on its own; video
 mode tracks faces between frames (it needs increasing timestamps).
 
 Very large pictures are analysed at a reduced size (the detector works on a
@@ -33,14 +32,13 @@ MAX_TRACKED_FACES = 4
 class FaceObservation:
     """One detected face.
 
-    Shapes: landmarks [478, 3] — x, y in pixels of the analysed image (continuous,
-    (0, 0) at its top-left corner) and MediaPipe's relative depth scaled like x;
-    blendshapes [52] float32; transform [4, 4] float64.
+    Shapes: landmarks [478, 3] — x, y in pixels of the image (continuous, (0, 0)
+    at its top-left corner) and MediaPipe's relative depth in the same units as x
+    (larger = further away); blendshapes [52] float32.
     """
 
     landmarks: np.ndarray
     blendshapes: np.ndarray
-    transform: np.ndarray
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -82,7 +80,6 @@ class FaceLandmarker:
             running_mode=running_mode,
             num_faces=max_faces,
             output_face_blendshapes=True,
-            output_facial_transformation_matrixes=True,
         )
         self.mode = mode
         with _quiet_stderr():
@@ -132,18 +129,14 @@ class FaceLandmarker:
             else:
                 result = self._landmarker.detect(mp_image)
         faces = []
-        analysed_height, analysed_width = analysed.shape[:2]
         for index, points in enumerate(result.face_landmarks):
-            landmarks = np.array([[p.x, p.y, p.z] for p in points], dtype=np.float64)  # [478, 3] normalised
-            landmarks[:, 0] *= analysed_width / scale
-            landmarks[:, 1] *= analysed_height / scale
-            landmarks[:, 2] *= analysed_width / scale
+            # Normalised to the analysed image, which is a resize of the original: scale by the original size.
+            landmarks = np.array([[p.x, p.y, p.z] for p in points], dtype=np.float64) * [width, height, width]
             scores = np.zeros(EXPRESSION_DIM, dtype=np.float32)
             if index < len(result.face_blendshapes):
                 for category in result.face_blendshapes[index]:
                     scores[category.index] = category.score
-            transform = np.asarray(result.facial_transformation_matrixes[index], dtype=np.float64)
-            faces.append(FaceObservation(landmarks=landmarks, blendshapes=scores, transform=transform))
+            faces.append(FaceObservation(landmarks=landmarks, blendshapes=scores))
         faces.sort(key=lambda face: face.area, reverse=True)
         return faces
 

@@ -22,6 +22,7 @@ Readers accept files of this version or older and ignore unknown keys.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,16 @@ def load_motion(path: str | Path) -> Motion:
             source = str(data["source"])
     except InputError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, TypeError) as error:
+    except (
+        OSError,
+        ValueError,
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        KeyError,
+        TypeError,
+        AttributeError,
+    ) as error:
         raise InputError(f"{path}: not a readable motion file ({error})") from error
     frames = valid.shape[0] if valid.ndim == 1 else -1
     if frames < 1 or expression.shape != (frames, EXPRESSION_DIM) or camera.shape != (frames, LABEL_DIM):

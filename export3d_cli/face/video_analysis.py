@@ -104,11 +104,12 @@ def sampled_frames(
     step = source_fps / fps
     next_output = 0
     for index, frame in enumerate(reader):
-        while round(next_output * step) == index:
+        # floor(x + 0.5), not round(): Python rounds halves to even, which makes 25 -> 50 fps judder.
+        while math.floor(next_output * step + 0.5) == index:
             yield index, frame
             next_output += 1
         # A frame rate rounding can skip past `index`; the next decoded frame then serves that output.
-        while round(next_output * step) < index:
+        while math.floor(next_output * step + 0.5) < index:
             next_output += 1
 
 
@@ -165,7 +166,7 @@ def analyze_video(
                 face = _choose_face(faces, chosen_centre, face_index)
                 chosen_centre = face.centre
                 expressions.append(face.blendshapes)
-                rotations.append(HeadPose.from_facial_transform(face.transform).rotation_vector())
+                rotations.append(HeadPose.from_landmarks(face.landmarks).rotation_vector())
                 landmarks.append(face.landmarks[:, :2].astype(np.float32))
             else:
                 expressions.append(np.zeros(EXPRESSION_DIM, np.float32))
