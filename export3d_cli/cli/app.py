@@ -65,11 +65,12 @@ def command(application: typer.Typer, name: str) -> Callable[[Callable[..., None
 
 
 def _register_commands() -> None:
-    from export3d_cli.cli import extract, info, preprocess
+    from export3d_cli.cli import extract, info, preprocess, synth
 
     command(app, "info")(info.info)
     command(app, "extract")(extract.extract)
     command(app, "preprocess")(preprocess.preprocess)
+    command(app, "synth")(synth.synth)
 
 
 _register_commands()

@@ -17,7 +17,7 @@ default keeps every frame.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,29 +137,59 @@ def analyze_video(
     """Stream ``path`` through the face landmarker; see the module docstring."""
     from export3d_cli.media.video_reader import VideoReader
 
+    with VideoReader(path) as reader:
+        source_fps = reader.info.fps
+        total = reader.info.frame_count
+        if total is not None and fps is not None:
+            total = math.ceil(total * fps / source_fps)
+        if total is not None and max_frames is not None:
+            total = min(total, max_frames)
+        frames = sampled_frames(iter(reader), source_fps, fps)
+        tracked = _track(frames, fps or source_fps, face_index, max_frames, total, progress, str(path))
+        decode_error = reader.error
+    return _finish(*tracked, fps or source_fps, str(path), resolution, smoothing, decode_error)
+
+
+def analyze_frames(
+    frames: Iterable[np.ndarray],
+    fps: float,
+    *,
+    resolution: int = 256,
+    smoothing: Smoothing = Smoothing(),
+    face_index: int = 0,
+    name: str = "frames",
+) -> VideoMotion:
+    """``analyze_video`` for frames already in memory (uint8 RGB [H, W, 3] each), e.g. rendered ones."""
+    tracked = _track(enumerate(frames), fps, face_index, None, None, None, name)
+    return _finish(*tracked, fps, name, resolution, smoothing, None)
+
+
+def _track(
+    frames: Iterable[tuple[int, np.ndarray]],
+    fps: float,
+    face_index: int,
+    max_frames: int | None,
+    total: int | None,
+    progress: ProgressCallback | None,
+    name: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Detect and follow one face: (β [T, 52], rotation vectors [T, 3], landmarks [T, 478, 2], valid, indices)."""
     if face_index < 0:
-        raise InputError(f"{path}: --face-index must be 0 or more, got {face_index}")
+        raise InputError(f"{name}: --face-index must be 0 or more, got {face_index}")
     expressions: list[np.ndarray] = []
     rotations: list[np.ndarray] = []
     landmarks: list[np.ndarray] = []
     valid: list[bool] = []
     frame_indices: list[int] = []
     chosen_centre: np.ndarray | None = None
-    with VideoReader(path) as reader, FaceLandmarker("video") as landmarker:
-        source_fps = reader.info.fps
-        output_fps = fps or source_fps
-        total = reader.info.frame_count
-        if total is not None and fps is not None:
-            total = math.ceil(total * fps / source_fps)
-        if total is not None and max_frames is not None:
-            total = min(total, max_frames)
+    with FaceLandmarker("video") as landmarker:
         last_index = -1
         faces: list[FaceObservation] = []
-        for output_index, (index, frame) in enumerate(sampled_frames(iter(reader), source_fps, fps)):
+        for output_index, (index, frame) in enumerate(frames):
             if max_frames is not None and output_index >= max_frames:
                 break
             if index != last_index:  # a repeated frame (upsampling) reuses its detection
-                faces = landmarker.detect(frame, timestamp_ms=round(output_index * 1000.0 / output_fps))
+                faces = landmarker.detect(frame, timestamp_ms=round(output_index * 1000.0 / fps))
                 last_index = index
             found = bool(faces) and (chosen_centre is not None or len(faces) > face_index)
             if found:
@@ -176,22 +206,16 @@ def analyze_video(
             frame_indices.append(index)
             if progress is not None:
                 progress(len(valid), total)
-        decode_error = reader.error
     valid_mask = np.array(valid, dtype=bool)
     if not valid_mask.any():
         detail = f" (face index {face_index})" if face_index else ""
-        raise InputError(f"{path}: no face found in any of its {len(valid)} frames{detail}")
-    return _finish(
+        raise InputError(f"{name}: no face found in any of its {len(valid)} frames{detail}")
+    return (
         np.stack(expressions),
         np.stack(rotations),
         np.stack(landmarks),
         valid_mask,
         np.array(frame_indices, dtype=np.int64),
-        output_fps,
-        str(path),
-        resolution,
-        smoothing,
-        decode_error,
     )
 
 

@@ -1,0 +1,1 @@
+"""Procedural synthetic talking heads with exact ground truth (export3d synth)."""
