@@ -144,7 +144,7 @@ class FaceRig:
         brow_y = brows[:, 1].mean()
         above = np.clip(rest[:, 1] - brow_y, 0.0, None)
         self.brow_weights = np.maximum(np.exp(-(brow_distance**2) / (2 * 1.1**2)), np.exp(-above / 2.5) * (above > 0))
-        self.brow_weights *= 1.0 - _smoothstep((brow_y - 1.8 - rest[:, 1]) / -1.0)  # nothing below the eyes
+        self.brow_weights *= _smoothstep((rest[:, 1] - (brow_y - 2.2)) / 1.0)  # fades out above the eyes
         self.brow_weights[boundary_loop()] = 0.0  # the rim stays joined to the scalp
         self.mouth_centre = rest[list(INNER_LIPS)].mean(axis=0)
         self.mouth_weights = _rbf(rest, self.mouth_centre, 1.4)
