@@ -86,7 +86,10 @@ def expression_trajectory(rng: np.random.Generator, frames: int, fps: float) -> 
 
 def camera_trajectory(rng: np.random.Generator, frames: int, fps: float) -> np.ndarray:
     """Look-at angles [T, 2] (yaw, pitch) in degrees, within ±35° and ±20°."""
-    base = np.array([rng.uniform(-25.0, 25.0), rng.uniform(-12.0, 12.0)])
-    amplitude = np.array([rng.uniform(3.0, 14.0), rng.uniform(2.0, 7.0)])
-    path = base + amplitude * smooth_noise(rng, frames, fps * rng.uniform(0.6, 1.6), dims=2)
+    base = np.array([rng.uniform(-20.0, 20.0), rng.uniform(-10.0, 10.0)])
+    amplitude = np.array([rng.uniform(8.0, 18.0), rng.uniform(4.0, 9.0)])
+    # The head moves across a good part of the range within every clip, however short: a source frame and a
+    # driving frame of the same clip then differ in pose as they do in real talking-head video.
+    sigma = max(frames / 4.0, fps * 0.25)
+    path = base + amplitude * smooth_noise(rng, frames, sigma, dims=2)
     return np.clip(path, [-MAX_YAW, -MAX_PITCH], [MAX_YAW, MAX_PITCH])
