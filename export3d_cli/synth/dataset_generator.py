@@ -121,8 +121,9 @@ def cross_pairs(config: SynthConfig) -> list[tuple[int, int, int]]:
     for a in tests:
         others = [b for b in pool if b != a]
         rng = np.random.default_rng([config.seed, a, 4])
-        for k in range(min(config.cross_clips, len(others))):
-            pairs.append((a, others[int(rng.integers(len(others)))], k % config.clips_per_identity))
+        drivers = rng.choice(others, size=min(config.cross_clips, len(others)), replace=False)  # distinct clip ids
+        for k, driver in enumerate(drivers):
+            pairs.append((a, int(driver), k % config.clips_per_identity))
     return pairs
 
 

@@ -17,14 +17,18 @@ MAX_PITCH = 20.0
 
 
 def smooth_noise(rng: np.random.Generator, frames: int, sigma_frames: float, dims: int = 1) -> np.ndarray:
-    """Gaussian-smoothed white noise [T, dims] rescaled to unit standard deviation."""
+    """Gaussian-smoothed white noise [T, dims] with unit variance per sample (stationary: no clip-wide rescaling)."""
+    if frames == 0:
+        return np.zeros((0, dims))
     sigma = max(sigma_frames, 0.5)
     radius = int(np.ceil(3 * sigma))
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     kernel /= kernel.sum()
     white = rng.normal(size=(frames + 2 * radius, dims))
     smooth = np.stack([np.convolve(white[:, d], kernel, mode="valid") for d in range(dims)], axis=1)
-    return smooth / max(float(smooth.std()), 1e-6) if frames > 1 else smooth
+    # Divide by the filter's own gain, not the sample std: a sample std would inflate a clip's common offset and
+    # pin short clips to the angle limits.
+    return smooth / np.sqrt(np.sum(kernel**2))
 
 
 def _events(rng: np.random.Generator, frames: int, fps: float, rate: float, duration: float) -> np.ndarray:
@@ -55,7 +59,8 @@ def expression_trajectory(rng: np.random.Generator, frames: int, fps: float) -> 
         length = rng.uniform(0.6, 2.5)
         speaking = np.maximum(speaking, ((time >= t) & (time < t + length)).astype(float))
         t += length + rng.uniform(0.2, 1.2)
-    speaking = np.convolve(speaking, np.ones(3) / 3, mode="same")
+    if frames >= 3:
+        speaking = np.convolve(speaking, np.ones(3) / 3, mode="same")
     syllable_rate = rng.uniform(3.0, 6.0)
     phase = np.cumsum(2 * np.pi * syllable_rate * (1 + 0.25 * smooth_noise(rng, frames, fps * 0.5)[:, 0]) / fps)
     syllables = (0.5 + 0.5 * np.sin(phase + rng.uniform(0, 2 * np.pi))) ** 1.5
