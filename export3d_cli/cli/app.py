@@ -65,12 +65,16 @@ def command(application: typer.Typer, name: str) -> Callable[[Callable[..., None
 
 
 def _register_commands() -> None:
-    from export3d_cli.cli import extract, info, preprocess, synth
+    from export3d_cli.cli import animate, evaluate, extract, info, preprocess, synth, train, train_clebs
 
+    command(app, "animate")(animate.animate)
     command(app, "info")(info.info)
     command(app, "extract")(extract.extract)
     command(app, "preprocess")(preprocess.preprocess)
     command(app, "synth")(synth.synth)
+    command(app, "train-clebs")(train_clebs.train_clebs)
+    command(app, "train")(train.train)
+    command(app, "evaluate")(evaluate.evaluate)
 
 
 _register_commands()

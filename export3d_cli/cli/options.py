@@ -18,3 +18,12 @@ FaceIndexOption = Annotated[
     int, typer.Option("--face-index", min=0, help="Which face when there are several: 0 = the largest.")
 ]
 ResolutionOption = Annotated[int, typer.Option("--resolution", min=64, max=1024, help="Aligned crop size R (pixels).")]
+WeightsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--weights", help="Model weights: a folder (model.safetensors + config.json) or a hub id. Default: bundled."
+    ),
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32, or bf16 / fp16 on a GPU.")]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", min=1, help="Frames rendered at once.")]

@@ -55,8 +55,12 @@ class Export3D(nn.Module):
             raise ValueError(
                 f"expression must have {self.config.expression.expression_dim} values, got {expression.shape[-1]}"
             )
+        return self.render_embedding(source, self.expression_encoder(expression), camera)
+
+    def render_embedding(self, source: SourceFeatures, embedding: Tensor, camera: Tensor) -> Export3DOutput:
+        """``render`` from β' = f_e(β) [B, d] directly (e.g. a CLeBS coefficient swept by hand, paper Fig. 9)."""
         cam2world, intrinsics = split_camera_label(camera)
-        planes = self.generator.generate(source, self.expression_encoder(expression))
+        planes = self.generator.generate(source, embedding)
         rendered = self.renderer(planes, cam2world, intrinsics)
         image = self.superres(rendered.features)
         return Export3DOutput(

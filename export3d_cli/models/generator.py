@@ -142,7 +142,12 @@ class TriplaneGenerator(nn.Module):
     @torch.no_grad()
     def _update_triplane_ema(self, planes: Tensor) -> None:
         m = self.config.ema_momentum
-        self.triplane_ema.mul_(m).add_(planes.detach().mean(dim=0, keepdim=True), alpha=1 - m)
+        mean = planes.detach().mean(dim=0, keepdim=True)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Under DDP every process averages the global batch, exactly as one process with the whole batch would.
+            torch.distributed.all_reduce(mean)
+            mean /= torch.distributed.get_world_size()
+        self.triplane_ema.mul_(m).add_(mean, alpha=1 - m)
 
     def forward(self, source: Tensor, expression: Tensor) -> Tensor:
         """G(S, beta'): shapes source [B, 3, R, R], expression [B, d] -> [B, 3, 32, R/2, R/2]."""

@@ -1,0 +1,148 @@
+"""``export3d animate SOURCE... DRIVING [-o OUT]``: the source photo(s) take the driver's expression and pose."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from export3d_cli.cli.options import (
+    BatchSizeOption,
+    DeviceOption,
+    FaceIndexOption,
+    JsonOption,
+    PrecisionOption,
+    QuietOption,
+    SmoothingOption,
+    WeightsOption,
+)
+from export3d_cli.cli.progress import progress, warn
+
+
+def animate(
+    paths: Annotated[
+        list[Path], typer.Argument(help="SOURCE... DRIVING: one or more portrait photos, then a video or motion file.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Output .mp4 (one source) or folder (several); default SOURCE__DRIVING.mp4"
+        ),
+    ] = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    batch_size: BatchSizeOption = 8,
+    pose: Annotated[
+        str, typer.Option("--pose", help="driving (follow the driver's head), source, or frontal.")
+    ] = "driving",
+    expression: Annotated[
+        str, typer.Option("--expression", help="absolute (driver's β) or relative (source β + driver's change).")
+    ] = "absolute",
+    paste_back: Annotated[
+        bool, typer.Option("--paste-back", help="Composite the face back into the full source photo.")
+    ] = False,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Write source | driver | result.")] = False,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Do not copy the driver's audio.")] = False,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Use at most N driving frames.")] = None,
+    smoothing: SmoothingOption = 1.0,
+    face_index: FaceIndexOption = 0,
+    continue_on_error: Annotated[
+        bool, typer.Option("--continue-on-error", help="With several sources, go on after a failed one.")
+    ] = False,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Animate portrait photo(s) with a driving video (or a motion file from `export3d extract`)."""
+    from export3d_cli.atomic import prepare_output_file
+    from export3d_cli.errors import EXIT_FAILURE, EXIT_USAGE, Export3DError, InputError, UsageError
+    from export3d_cli.face.analysis import analyze_image
+    from export3d_cli.face.landmarker import FaceLandmarker
+    from export3d_cli.media.image_io import load_image
+    from export3d_cli.pipeline.animate_job import ANALYSIS_RESOLUTION, AnimateOptions, animate_source, output_name
+    from export3d_cli.pipeline.animator import Animator
+    from export3d_cli.pipeline.driving import EXPRESSION_MODES, POSE_MODES, load_driving
+
+    if len(paths) < 2:
+        raise UsageError("give at least one SOURCE photo and then the DRIVING video or motion file")
+    if pose not in POSE_MODES:
+        raise UsageError(f"--pose must be one of {', '.join(POSE_MODES)}, got {pose!r}")
+    if expression not in EXPRESSION_MODES:
+        raise UsageError(f"--expression must be one of {', '.join(EXPRESSION_MODES)}, got {expression!r}")
+    *sources, driving_path = paths
+    for source in sources:
+        if not source.exists():
+            raise InputError(f"{source}: no such file")
+    if not driving_path.exists():
+        raise InputError(f"{driving_path}: no such file")
+    single = len(sources) == 1 and (output is None or output.suffix.lower() == ".mp4")
+    if single:
+        target = output or Path(output_name(sources[0], driving_path))
+        if target.suffix.lower() != ".mp4":
+            raise UsageError(f"{target}: the output must end in .mp4")
+        prepare_output_file(target)
+        targets = [target]
+    else:
+        folder = output or Path(".")
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{folder}: several sources need an output folder, and this is a file")
+        folder.mkdir(parents=True, exist_ok=True)
+        targets = [folder / output_name(source, driving_path) for source in sources]
+        if len(set(targets)) != len(targets):
+            raise UsageError("two sources share a file name; their outputs would overwrite each other")
+        prepare_output_file(targets[0])
+    options = AnimateOptions(pose, expression, paste_back, side_by_side, audio=not no_audio)
+    animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
+
+    results, failures = [], []
+    with progress("Analysing the driver", quiet=quiet) as bar:
+        driving = load_driving(driving_path, smoothing=smoothing, max_frames=max_frames, progress=bar.update)
+        if driving.missing and not quiet:
+            warn(f"{driving_path}: no face in {driving.missing} of {driving.frames} frames; filled by interpolation")
+        with FaceLandmarker("image") as landmarker:
+            for number, (source, target) in enumerate(zip(sources, targets, strict=True), start=1):
+                bar.describe(f"[{number}/{len(sources)}] {source.name}")
+                try:
+                    image = load_image(source)
+                    analysis = analyze_image(
+                        image,
+                        resolution=ANALYSIS_RESOLUTION,
+                        face_index=face_index,
+                        landmarker=landmarker,
+                        name=str(source),
+                    )
+                    results.append(
+                        animate_source(animator, source, image, analysis, driving, target, options, bar.update)
+                    )
+                except Export3DError as error:
+                    failures.append({"source": str(source), "error": error.message, "exit_code": error.exit_code})
+                    if not continue_on_error:
+                        break
+    if as_json:
+        typer.echo(json.dumps({"outputs": [result.__dict__ for result in results], "failed": failures}))
+    else:
+        for result in results:
+            typer.echo(result.output)
+    if failures:
+        if len(sources) == 1 and not as_json:
+            raise _single_failure(failures[0])
+        for failure in failures:
+            print(f"Error: {failure['error']}", file=sys.stderr)
+        skipped = len(sources) - len(results) - len(failures)
+        summary = f"{len(failures)} of {len(sources)} sources failed" + (
+            f", {skipped} not attempted" if skipped else ""
+        )
+        print(summary, file=sys.stderr)
+        codes = {failure["exit_code"] for failure in failures}
+        raise typer.Exit(EXIT_USAGE if codes == {EXIT_USAGE} else EXIT_FAILURE)
+
+
+def _single_failure(failure: dict) -> Exception:
+    from export3d_cli.errors import Export3DError
+
+    error = Export3DError(failure["error"])
+    error.exit_code = failure["exit_code"]
+    return error

@@ -1,0 +1,55 @@
+"""``export3d train-clebs DATASET -o RUN``: contrastive pre-training of the expression encoder (paper Eq. 1)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from export3d_cli.cli.options import JsonOption, QuietOption
+from export3d_cli.cli.progress import progress
+from export3d_cli.cli.training_options import (
+    DatasetArgument,
+    DeviceOption,
+    PresetOption,
+    RunOption,
+    SeedOption,
+    StepsOption,
+)
+
+
+def train_clebs(
+    dataset: DatasetArgument,
+    output: RunOption,
+    preset_name: PresetOption = "small-128",
+    steps: StepsOption = None,
+    clip_batch: Annotated[int | None, typer.Option("--clip-batch", min=2, help="Frames per batch (one clip).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", min=0.0, help="Learning rate.")] = None,
+    seed: SeedOption = None,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Pre-train CLeBS f_e with an image encoder f_I; every batch comes from one clip. Saves f_e in RUN/clebs."""
+    from export3d_cli.training.clebs_trainer import ClebsTrainer
+    from export3d_cli.training.dataset import ClipDataset
+    from export3d_cli.training.distributed import setup_process_group
+    from export3d_cli.training.train_config import clebs_preset, with_overrides
+
+    config = with_overrides(clebs_preset(preset_name), steps=steps, clip_batch=clip_batch, lr=lr, seed=seed)
+    group = setup_process_group(device)
+    from export3d_cli.config import preset
+
+    data = ClipDataset(dataset, resolution=preset(config.preset).resolution)
+    trainer = ClebsTrainer(data, output, config, group.device)
+    resumed = trainer.resume_if_possible()
+    with progress("CLeBS", quiet=quiet, unit="steps") as bar:
+
+        def on_step(step: int, total: int, terms: dict[str, float]) -> None:
+            bar.describe(f"CLeBS loss {terms['loss']:.3f} τ {terms['tau']:.3f}")
+            bar.update(step, total)
+
+        metrics = trainer.train(on_step)
+    summary = {"output": str(output), "steps": trainer.step, "resumed": resumed, **metrics}
+    typer.echo(json.dumps(summary) if as_json else str(output))

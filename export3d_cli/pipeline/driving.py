@@ -1,0 +1,94 @@
+"""Driving signals for animation: per-frame β and camera p from a driving video or a motion file,
+with the pose and expression modes users choose.
+
+- pose ``driving``: the driver's head pose (camera) per frame; ``source``: the
+  source photo's own camera throughout; ``frontal``: EG3D's frontal look-at camera.
+- expression ``absolute``: the driver's β; ``relative``: the source's β plus the
+  driver's change since its first frame (clipped to [0, 1]) — the usual remedy
+  when driver and source are different people, since absolute blendshapes carry
+  the driver's identity (a resting mouth that reads as slightly open, say).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from export3d_cli.errors import UsageError
+from export3d_cli.face.head_pose import look_at_pose
+from export3d_cli.face.motion_file import Motion, is_motion_file, load_motion
+
+POSE_MODES = ("driving", "source", "frontal")
+EXPRESSION_MODES = ("absolute", "relative")
+
+
+@dataclass(frozen=True)
+class Driving:
+    """Per-frame signals. Shapes: expression [T, 52], camera [T, 25], valid [T]."""
+
+    motion: Motion
+    path: Path  # what the user passed (video or motion file)
+    video: Path | None  # the driving video (frames for --side-by-side, audio), if it exists
+
+    @property
+    def frames(self) -> int:
+        return self.motion.frames
+
+    @property
+    def missing(self) -> int:
+        return int((~self.motion.valid).sum())
+
+
+def load_driving(path: Path, *, smoothing: float, max_frames: int | None, progress=None) -> Driving:
+    """A motion file (``export3d extract``) is read as is; anything else is analysed as a video."""
+    from export3d_cli.face.video_analysis import Smoothing, analyze_video
+
+    if is_motion_file(path):
+        motion = load_motion(path)
+        video = Path(motion.source) if motion.source and Path(motion.source).is_file() else None
+    else:
+        analysed = analyze_video(path, smoothing=Smoothing(smoothing), max_frames=max_frames, progress=progress)
+        motion, video = analysed.motion(), path
+    if max_frames is not None and motion.frames > max_frames:
+        motion = Motion(
+            motion.expression[:max_frames],
+            motion.camera[:max_frames],
+            motion.valid[:max_frames],
+            motion.fps,
+            motion.source,
+        )
+    return Driving(motion=motion, path=path, video=video)
+
+
+def drive(
+    driving: Driving, source_expression: np.ndarray, source_camera: np.ndarray, pose: str, expression: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(β [T, 52], p [T, 25]) to render for one source under the chosen modes."""
+    if pose not in POSE_MODES:
+        raise UsageError(f"--pose must be one of {', '.join(POSE_MODES)}, got {pose!r}")
+    if expression not in EXPRESSION_MODES:
+        raise UsageError(f"--expression must be one of {', '.join(EXPRESSION_MODES)}, got {expression!r}")
+    motion = driving.motion
+    frames = motion.frames
+    if expression == "relative":
+        valid = np.flatnonzero(motion.valid)
+        reference = motion.expression[valid[0] if len(valid) else 0]
+        betas = np.clip(source_expression[None] + motion.expression - reference[None], 0.0, 1.0)
+    else:
+        betas = motion.expression
+    if pose == "driving":
+        cameras = motion.camera
+    elif pose == "source":
+        cameras = np.repeat(np.asarray(source_camera, np.float32)[None], frames, axis=0)
+    else:
+        cameras = np.repeat(look_at_pose(0.0, 0.0).label()[None], frames, axis=0)
+    return betas.astype(np.float32), cameras.astype(np.float32)
+
+
+def with_frames(driving: Driving, frames: int) -> Driving:
+    """The first ``frames`` frames only."""
+    motion = driving.motion
+    cut = Motion(motion.expression[:frames], motion.camera[:frames], motion.valid[:frames], motion.fps, motion.source)
+    return replace(driving, motion=cut)

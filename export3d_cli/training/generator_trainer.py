@@ -1,0 +1,333 @@
+"""Stage 2 training (paper §3.2-3.3, DESIGN §6): reconstruct a driving frame D from a source frame S.
+
+S and D come from the same clip; the model renders D's view with D's β and
+camera p. CLeBS is frozen (loaded from a ``train-clebs`` run); with
+``expression_encoder="direct"`` the paper's ablation trains a plain MLP on β
+jointly instead. The generator's T_EMA buffer is updated in training mode, an
+EMA of all weights is kept for evaluation and export, and the renderer samples
+stochastically in training (deterministically in evaluation).
+
+A run directory holds ``checkpoint/`` (resumable state), ``model/`` (the EMA
+weights, loadable with ``--weights``), ``log.jsonl`` and ``samples/`` (image
+grids: source | target | output per row).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from export3d_cli.config import ModelConfig, preset
+from export3d_cli.errors import Interrupted, UsageError
+from export3d_cli.models.export3d import Export3D
+from export3d_cli.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from export3d_cli.training.clebs_trainer import load_expression_encoder
+from export3d_cli.training.dataset import ClipDataset, PairBatch, sample_pairs
+from export3d_cli.training.distributed import ProcessGroup, all_reduce_mean
+from export3d_cli.training.evaluation import evaluate_model
+from export3d_cli.training.losses import (
+    PatchDiscriminator,
+    PerceptualLoss,
+    density_smoothness,
+    discriminator_loss,
+    generator_adversarial_loss,
+    ssim,
+)
+from export3d_cli.training.train_config import GeneratorTrainConfig, config_from_json, config_to_json
+
+StepCallback = Callable[[int, int, dict[str, float]], None]
+
+
+def model_config_for(config: GeneratorTrainConfig) -> ModelConfig:
+    model_config = preset(config.preset)
+    if config.expression_encoder == "direct":
+        import dataclasses
+
+        model_config = dataclasses.replace(
+            model_config, expression=dataclasses.replace(model_config.expression, kind="direct")
+        )
+    return model_config
+
+
+@dataclass
+class TrainingState:
+    """Everything that changes while training (what a checkpoint holds)."""
+
+    model: Export3D
+    ema: Export3D
+    optimizer: torch.optim.Optimizer
+    discriminator: PatchDiscriminator | None
+    discriminator_optimizer: torch.optim.Optimizer | None
+    rng: np.random.Generator
+    step: int = 0
+
+    def modules(self) -> dict[str, nn.Module]:
+        modules: dict[str, nn.Module] = {"model": self.model, "ema": self.ema}
+        if self.discriminator is not None:
+            modules["discriminator"] = self.discriminator
+        return modules
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        optimizers = {"generator": self.optimizer}
+        if self.discriminator_optimizer is not None:
+            optimizers["discriminator"] = self.discriminator_optimizer
+        return optimizers
+
+
+def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: torch.device) -> TrainingState:
+    torch.manual_seed(config.seed)
+    model = Export3D(model_config_for(config)).to(device)
+    if config.expression_encoder == "clebs":
+        if clebs_run is None:
+            raise UsageError("--clebs RUN is required (or use --expression-encoder direct for the ablation)")
+        load_expression_encoder(model.expression_encoder, clebs_run)
+        model.expression_encoder.requires_grad_(False)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=config.lr, betas=config.betas)
+    discriminator = discriminator_optimizer = None
+    if config.adversarial_weight > 0:
+        discriminator = PatchDiscriminator().to(device)
+        discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=(0.0, 0.99))
+    rng = np.random.default_rng([config.seed, 5])
+    return TrainingState(model, ema, optimizer, discriminator, discriminator_optimizer, rng)
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for ema_param, param in zip(ema.parameters(), model.parameters(), strict=True):
+        ema_param.lerp_(param.detach(), 1.0 - decay)
+    for ema_buffer, buffer in zip(ema.buffers(), model.buffers(), strict=True):
+        ema_buffer.copy_(buffer)
+
+
+def compute_losses(
+    model: nn.Module,
+    export3d: Export3D,
+    batch: PairBatch,
+    config: GeneratorTrainConfig,
+    perceptual: PerceptualLoss | None,
+    discriminator: PatchDiscriminator | None,
+) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    """Weighted total loss, its terms, and the output image (for the discriminator)."""
+    target = batch.driving.images
+    output = model(batch.source, batch.driving.expression, batch.driving.camera)
+    raw_size = output.image_raw.shape[-1]
+    raw_target = F.interpolate(target, size=(raw_size, raw_size), mode="area")
+    terms = {
+        "l1": (output.image - target).abs().mean(),
+        "raw_l1": (output.image_raw - raw_target).abs().mean(),
+        "ssim": 1.0 - ssim(output.image, target).mean(),
+    }
+    if config.density_weight > 0:
+        renderer = export3d.renderer.config
+        terms["density"] = density_smoothness(
+            output.triplane, export3d.renderer.decoder, renderer.plane_axes, renderer.box_warp
+        )
+    if perceptual is not None and config.perceptual_weight > 0:
+        terms["perceptual"] = perceptual(output.image, target)
+    if discriminator is not None:
+        terms["adversarial"] = generator_adversarial_loss(discriminator(output.image))
+    weights = {
+        "l1": config.l1_weight,
+        "raw_l1": config.raw_weight,
+        "ssim": config.ssim_weight,
+        "density": config.density_weight,
+        "perceptual": config.perceptual_weight,
+        "adversarial": config.adversarial_weight,
+    }
+    total = sum(weights[name] * value for name, value in terms.items())
+    return total, terms, output.image
+
+
+def _shard(batch: PairBatch, part: slice, device: torch.device) -> PairBatch:
+    from export3d_cli.training.dataset import FrameBatch
+
+    driving = batch.driving
+    return PairBatch(
+        source=batch.source[part].to(device),
+        driving=FrameBatch(
+            driving.images[part].to(device), driving.expression[part].to(device), driving.camera[part].to(device)
+        ),
+    )
+
+
+def train_step(
+    state: TrainingState,
+    model: nn.Module,
+    batch: PairBatch,
+    config: GeneratorTrainConfig,
+    perceptual: PerceptualLoss | None,
+) -> dict[str, float]:
+    """One optimisation step on this process's shard; returns the (process-averaged) loss terms."""
+    export3d = state.model
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.discriminator is not None:
+        state.discriminator.requires_grad_(False)
+    total, terms, image = compute_losses(model, export3d, batch, config, perceptual, state.discriminator)
+    total.backward()
+    trainable = [p for p in export3d.parameters() if p.requires_grad]
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+    state.optimizer.step()
+    if state.discriminator is not None and state.discriminator_optimizer is not None:
+        state.discriminator.requires_grad_(True)
+        state.discriminator_optimizer.zero_grad(set_to_none=True)
+        d_loss = discriminator_loss(state.discriminator(batch.driving.images), state.discriminator(image.detach()))
+        d_loss.backward()
+        state.discriminator_optimizer.step()
+        terms["discriminator"] = d_loss
+    update_ema(state.ema, export3d, min(config.ema_decay, (1 + state.step) / (10 + state.step)))
+    state.step += 1
+    logged = {name: float(all_reduce_mean(value.detach())) for name, value in terms.items()}
+    logged["loss"] = float(all_reduce_mean(total.detach()))
+    return logged
+
+
+def write_sample_grid(path: Path, model: Export3D, dataset: ClipDataset, clips: list, count: int = 4) -> Path:
+    """Rows of source | target | output for the first frames of a few held-out clips."""
+    from export3d_cli.media.image_io import save_image
+
+    rows = []
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for clip in clips[:count]:
+            frames = dataset.params(clip.id).num_frames
+            pair = dataset.batch(clip.id, [0, frames // 2])
+            output = model(
+                pair.images[:1].to(device), pair.expression[1:].to(device), pair.camera[1:].to(device)
+            ).image.cpu()
+            row = torch.cat([pair.images[0], pair.images[1], output[0].clamp(-1, 1)], dim=2)  # [3, R, 3R]
+            rows.append(row)
+    model.train(was_training)
+    grid = torch.cat(rows, dim=1)  # [3, rows*R, 3R]
+    pixels = ((grid.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+    return save_image(path, pixels)
+
+
+class GeneratorTrainer:
+    def __init__(
+        self,
+        dataset: ClipDataset,
+        run_dir: Path,
+        config: GeneratorTrainConfig,
+        group: ProcessGroup,
+        clebs_run: Path | None = None,
+        perceptual_weights: Path | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.run_dir = run_dir
+        self.config = config
+        self.group = group
+        self.state = build_state(config, clebs_run, group.device)
+        self.perceptual = PerceptualLoss(perceptual_weights).to(group.device) if perceptual_weights else None
+        self.train_clips = dataset.clips("train")
+        self.test_clips = dataset.clips("test")
+        if not self.train_clips:
+            raise UsageError(f"{dataset.root}: the dataset has no training clips")
+        if dataset.resolution != self.state.model.config.resolution:
+            raise UsageError(f"internal: dataset resolution {dataset.resolution} differs from the model's")
+        self.model: nn.Module = self.state.model
+        if group.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [group.device.index] if group.device.type == "cuda" else None
+            # Buffers (T_EMA) are averaged inside the generator, so every process already holds the same values.
+            self.model = DistributedDataParallel(self.state.model, device_ids=device_ids, broadcast_buffers=False)
+        if not config.stochastic_render:
+            self.state.model.renderer.eval()
+
+    def resume_if_possible(self) -> bool:
+        if not has_checkpoint(self.run_dir):
+            return False
+        state = load_checkpoint(
+            self.run_dir,
+            modules=self.state.modules(),
+            optimizers=self.state.optimizers(),
+            numpy_rng=self.state.rng,
+        )
+        saved = config_from_json(GeneratorTrainConfig, state["config"])
+        if {**config_to_json(saved), "steps": 0} != {**config_to_json(self.config), "steps": 0}:
+            raise UsageError(f"{self.run_dir}: holds a run with other settings; use a new run folder")
+        self.state.step = int(state["step"])
+        return True
+
+    def save(self) -> None:
+        if not self.group.is_main:
+            return
+        save_checkpoint(
+            self.run_dir,
+            step=self.state.step,
+            modules=self.state.modules(),
+            optimizers=self.state.optimizers(),
+            numpy_rng=self.state.rng,
+            extra={"config": config_to_json(self.config), "kind": "generator"},
+        )
+        self.state.ema.save_pretrained(self.run_dir / "model")
+
+    def validate(self) -> dict:
+        metrics = evaluate_model(
+            self.state.ema,
+            self.dataset,
+            max_clips=self.config.eval_clips,
+            max_frames=self.config.eval_frames,
+        )
+        if self.test_clips:
+            write_sample_grid(
+                self.run_dir / "samples" / f"step{self.state.step:07d}.png",
+                self.state.ema,
+                self.dataset,
+                self.test_clips,
+            )
+        return metrics
+
+    def log(self, record: dict) -> None:
+        if self.group.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with (self.run_dir / "log.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def train(self, on_step: StepCallback | None = None) -> dict:
+        """Run to ``config.steps``; Ctrl-C saves a checkpoint and raises Interrupted."""
+        config = self.config
+        part = self.group.shard(config.batch_size)
+        started, last_step = time.perf_counter(), self.state.step
+        last_metrics: dict = {}
+        try:
+            while self.state.step < config.steps:
+                batch = sample_pairs(self.dataset, self.train_clips, config.batch_size, self.state.rng)
+                terms = train_step(
+                    self.state, self.model, _shard(batch, part, self.group.device), config, self.perceptual
+                )
+                step = self.state.step
+                if step % config.log_every == 0 or step == config.steps:
+                    elapsed = time.perf_counter() - started
+                    terms["steps_per_s"] = (step - last_step) / max(elapsed, 1e-9)
+                    started, last_step = time.perf_counter(), step
+                    self.log({"step": step, **terms})
+                if on_step is not None:
+                    on_step(step, config.steps, terms)
+                if self.group.is_main and config.eval_every and step % config.eval_every == 0:
+                    last_metrics = self.validate()
+                    self.log({"step": step, "validation": last_metrics})
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            self.save()
+            raise Interrupted(f"interrupted at step {self.state.step}; checkpoint saved in {self.run_dir}") from None
+        self.save()
+        if self.group.is_main and not last_metrics and self.test_clips:
+            last_metrics = self.validate()
+            self.log({"step": self.state.step, "validation": last_metrics})
+        return last_metrics
