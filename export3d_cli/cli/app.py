@@ -65,9 +65,22 @@ def command(application: typer.Typer, name: str) -> Callable[[Callable[..., None
 
 
 def _register_commands() -> None:
-    from export3d_cli.cli import animate, evaluate, extract, info, preprocess, synth, train, train_clebs
+    from export3d_cli.cli import (
+        animate,
+        evaluate,
+        extract,
+        info,
+        novel_view,
+        preprocess,
+        sweep_basis,
+        synth,
+        train,
+        train_clebs,
+    )
 
     command(app, "animate")(animate.animate)
+    command(app, "novel-view")(novel_view.novel_view)
+    command(app, "sweep-basis")(sweep_basis.sweep_basis)
     command(app, "info")(info.info)
     command(app, "extract")(extract.extract)
     command(app, "preprocess")(preprocess.preprocess)

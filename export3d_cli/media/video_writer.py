@@ -87,6 +87,9 @@ class VideoWriter:
     :class:`InputError` when ``audio_from`` is not a readable video, :class:`Export3DError` when ffmpeg fails
     (one line: the output path and ffmpeg's last error line), and ``ValueError`` for invalid arguments, a frame
     of the wrong shape or dtype, or a write after :meth:`close`.
+
+    ``quality_crf`` is x264's constant rate factor (lower is better; 18 looks lossless to most eyes). 0 is truly
+    lossless but needs the High 4:4:4 Predictive profile, which browsers and phones do not play.
     """
 
     def __init__(
