@@ -120,7 +120,7 @@ class VideoWriter:
         self.height = height
         self.frames_written = 0
         self._shape = (height, width, 3)
-        self._padding = ((0, height % 2), (0, width % 2), (0, 0))
+        self._padding = ((0, height % 2), (0, width % 2), (0, 0)) if height % 2 or width % 2 else None
         self._rate = _rate_arg(_exact_rate(fps))  # 29.97 -> 30000/1001: the stream's rate is exact
         self._closed = False
         self._result: Path | None = None
@@ -167,14 +167,15 @@ class VideoWriter:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != self._shape:
             got = f"{frame.dtype} {list(frame.shape)}" if isinstance(frame, np.ndarray) else type(frame).__name__
             raise ValueError(f"frame must be uint8 {list(self._shape)} (the declared size), got {got}")
-        if self._padding[0][1] or self._padding[1][1]:
+        if self._padding is not None:
             frame = np.pad(frame, self._padding, mode="edge")
         try:
-            self._proc.stdin.write(np.ascontiguousarray(frame).data)
-        except OSError:
-            # A broken pipe: ffmpeg stopped reading, so it has failed; its stderr says why.
-            raise self._failure(self._wait_after_pipe_error()) from None
-        except BaseException:
+            try:
+                self._proc.stdin.write(np.ascontiguousarray(frame).data)
+            except OSError:
+                # A broken pipe: ffmpeg stopped reading, so it has failed; its stderr says why.
+                raise self._failure(self._wait_after_pipe_error()) from None
+        except BaseException:  # Ctrl-C while blocked on the pipe, too
             self._abort()
             raise
         self.frames_written += 1

@@ -114,5 +114,5 @@ def animate_source(
         frames=total,
         missing_frames=driving.missing,
         fps=driving.motion.fps,
-        audio=audio is not None,
+        audio=writer.audio_source is not None,
     )
