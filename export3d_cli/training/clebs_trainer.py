@@ -58,6 +58,16 @@ def load_expression_encoder(encoder: nn.Module, run_dir: Path) -> None:
         raise InputError(f"{path}: does not match the model's expression encoder ({first})") from error
 
 
+def centred(image_embeddings: torch.Tensor) -> torch.Tensor:
+    """f_I's embeddings minus their mean over the batch [K, d].
+
+    Every frame of a batch comes from one clip, so the mean is the clip's shared appearance, which carries no
+    expression; without removing it, f_I's embeddings of one clip start out nearly parallel (cosines ~0.999), Eq. (1)
+    sits at log(K - 1) and barely moves. f_I is a training-only network, so this is part of its definition.
+    """
+    return image_embeddings - image_embeddings.mean(dim=0, keepdim=True)
+
+
 @torch.no_grad()
 def clebs_validation(
     image_encoder: nn.Module, expression_encoder: nn.Module, tau: float, dataset: ClipDataset, clips: list, k: int
@@ -71,7 +81,7 @@ def clebs_validation(
             continue
         chosen = valid[np.linspace(0, len(valid) - 1, min(k, len(valid))).round().astype(int)]
         batch = dataset.batch(clip.id, np.unique(chosen))
-        images = F.normalize(image_encoder(batch.images.to(device)), dim=-1)
+        images = F.normalize(centred(image_encoder(batch.images.to(device))), dim=-1)
         expressions = F.normalize(expression_encoder(batch.expression.to(device)), dim=-1)
         losses.append(float(clebs_contrastive_loss(images, expressions, tau)))
         similarity = expressions @ images.T  # [K(β), K(X)]
@@ -135,7 +145,7 @@ class ClebsTrainer:
 
     def train_step(self) -> dict[str, float]:
         _, batch = sample_clip_batch(self.dataset, self.train_clips, self.config.clip_batch, self.rng)
-        images = self.image_encoder(batch.images.to(self.device))
+        images = centred(self.image_encoder(batch.images.to(self.device)))
         expressions = self.expression_encoder(batch.expression.to(self.device))
         loss = self.loss(images, expressions)
         self.optimizer.zero_grad(set_to_none=True)
