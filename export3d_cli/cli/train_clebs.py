@@ -32,11 +32,16 @@ def train_clebs(
     as_json: JsonOption = False,
 ) -> None:
     """Pre-train CLeBS f_e with an image encoder f_I; every batch comes from one clip. Saves f_e in RUN/clebs."""
+    import os
+
+    from export3d_cli.errors import UsageError
     from export3d_cli.training.clebs_trainer import ClebsTrainer
     from export3d_cli.training.dataset import ClipDataset
     from export3d_cli.training.distributed import setup_process_group
     from export3d_cli.training.train_config import clebs_preset, with_overrides
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("train-clebs runs in one process (it is small); launch it without torchrun")
     config = with_overrides(clebs_preset(preset_name), steps=steps, clip_batch=clip_batch, lr=lr, seed=seed)
     group = setup_process_group(device)
     from export3d_cli.config import preset

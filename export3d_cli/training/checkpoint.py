@@ -139,5 +139,14 @@ def load_checkpoint(
     return state
 
 
+def read_checkpoint_state(run_dir: Path) -> dict[str, Any]:
+    """Only ``state.json`` (step, config): enough to check a run's settings before loading any tensor."""
+    path = run_dir / CHECKPOINT_DIR / "state.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: cannot read the checkpoint ({error})") from error
+
+
 def has_checkpoint(run_dir: Path) -> bool:
     return (run_dir / CHECKPOINT_DIR / "state.json").is_file()

@@ -27,9 +27,15 @@ from export3d_cli.config import ExpressionEncoderConfig, preset
 from export3d_cli.errors import InputError, Interrupted, UsageError
 from export3d_cli.models.expression_encoder import build_expression_encoder
 from export3d_cli.models.image_encoder import ImageEncoder
-from export3d_cli.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from export3d_cli.training.checkpoint import (
+    has_checkpoint,
+    load_checkpoint,
+    read_checkpoint_state,
+    save_checkpoint,
+)
 from export3d_cli.training.contrastive_loss import CLeBSContrastiveLoss, clebs_contrastive_loss
 from export3d_cli.training.dataset import ClipDataset, sample_clip_batch
+from export3d_cli.training.interrupts import deferred_interrupt
 from export3d_cli.training.train_config import ClebsTrainConfig, config_from_json, config_to_json
 
 CLEBS_DIR = "clebs"
@@ -73,12 +79,13 @@ def clebs_validation(
     image_encoder: nn.Module, expression_encoder: nn.Module, tau: float, dataset: ClipDataset, clips: list, k: int
 ) -> dict[str, float]:
     """Held-out loss and frame ↔ β retrieval accuracy within each clip (chance = 1/K)."""
-    losses, hits, total = [], 0, 0
+    losses, hits, total, chance = [], 0, 0, []
     device = next(image_encoder.parameters()).device
     for clip in clips:
         valid = dataset.valid_indices(clip.id)
         if len(valid) < 2:
             continue
+        chance.append(1.0 / min(k, len(valid)))
         chosen = valid[np.linspace(0, len(valid) - 1, min(k, len(valid))).round().astype(int)]
         batch = dataset.batch(clip.id, np.unique(chosen))
         images = F.normalize(centred(image_encoder(batch.images.to(device))), dim=-1)
@@ -90,7 +97,7 @@ def clebs_validation(
     return {
         "val_loss": float(np.mean(losses)) if losses else float("nan"),
         "val_retrieval": hits / total if total else float("nan"),
-        "val_chance": float(np.mean([1 / min(k, len(dataset.valid_indices(c.id))) for c in clips])) if clips else 0.0,
+        "val_chance": float(np.mean(chance)) if chance else float("nan"),
     }
 
 
@@ -123,12 +130,13 @@ class ClebsTrainer:
     def resume_if_possible(self) -> bool:
         if not has_checkpoint(self.run_dir):
             return False
-        state = load_checkpoint(
-            self.run_dir, modules=self.modules(), optimizers={"clebs": self.optimizer}, numpy_rng=self.rng
-        )
+        state = read_checkpoint_state(self.run_dir)
         saved = config_from_json(ClebsTrainConfig, state["config"])
         if {**config_to_json(saved), "steps": 0} != {**config_to_json(self.config), "steps": 0}:
             raise UsageError(f"{self.run_dir}: holds a run with other settings; use a new run folder")
+        state = load_checkpoint(
+            self.run_dir, modules=self.modules(), optimizers={"clebs": self.optimizer}, numpy_rng=self.rng
+        )
         self.step = int(state["step"])
         return True
 
@@ -173,20 +181,29 @@ class ClebsTrainer:
         config = self.config
         metrics: dict[str, float] = {}
         started, last = time.perf_counter(), self.step
+        rng_state, torch_state = self.rng.bit_generator.state, torch.get_rng_state()
         try:
-            while self.step < config.steps:
-                terms = self.train_step()
-                if self.step % config.log_every == 0 or self.step == config.steps:
-                    terms["steps_per_s"] = (self.step - last) / max(time.perf_counter() - started, 1e-9)
-                    started, last = time.perf_counter(), self.step
-                    self.log({"step": self.step, **terms})
-                if on_step is not None:
-                    on_step(self.step, config.steps, terms)
-                if config.eval_every and self.step % config.eval_every == 0 and self.val_clips:
-                    metrics = self.validate()
-                    self.log({"step": self.step, "validation": metrics})
-                    self.save()
+            with deferred_interrupt() as stop:
+                while self.step < config.steps:
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                    rng_state, torch_state = self.rng.bit_generator.state, torch.get_rng_state()
+                    terms = self.train_step()
+                    rng_state, torch_state = self.rng.bit_generator.state, torch.get_rng_state()
+                    if self.step % config.log_every == 0 or self.step == config.steps:
+                        terms["steps_per_s"] = (self.step - last) / max(time.perf_counter() - started, 1e-9)
+                        started, last = time.perf_counter(), self.step
+                        self.log({"step": self.step, **terms})
+                    if on_step is not None:
+                        on_step(self.step, config.steps, terms)
+                    if config.eval_every and self.step % config.eval_every == 0 and self.val_clips:
+                        metrics = self.validate()
+                        self.log({"step": self.step, "validation": metrics})
+                        self.save()
         except KeyboardInterrupt:
+            # Interrupted inside a step: rewind the generators so the checkpoint's next batch is the cut one.
+            self.rng.bit_generator.state = rng_state
+            torch.set_rng_state(torch_state)
             self.save()
             raise Interrupted(f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}") from None
         self.save()

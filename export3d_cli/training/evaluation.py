@@ -7,6 +7,8 @@
   identity B's expressions and cameras. The source is A's own clip's first frame,
   the driving signals are the cross clip's (β measured on B), the target is the
   cross clip's frame — ground truth no real dataset has.
+- Only targets whose β was measured (``valid``) are scored: an interpolated β is
+  a guess, and scoring it would mix the pipeline's gaps into the model's error.
 - Baseline: "output = the aligned source image", so a reader sees how much the
   model adds. PSNR and SSIM are averaged over frames (PSNR per frame, then mean).
 """
@@ -91,7 +93,7 @@ def evaluate_model(
     try:
         for done, clip in enumerate(regular):
             source_index = _first_valid(dataset, clip.id)
-            targets = np.array([t for t in range(dataset.params(clip.id).num_frames) if t != source_index])
+            targets = np.array([t for t in dataset.valid_indices(clip.id) if t != source_index])
             _score(
                 model, dataset, clip.id, source_index, clip.id, _limit(targets, max_frames), same, device, batch_size
             )
@@ -100,7 +102,7 @@ def evaluate_model(
         for done, clip in enumerate(crosses, start=len(regular)):
             appearance = str(clip.extra["appearance_clip"])
             source_index = _first_valid(dataset, appearance)
-            targets = np.arange(dataset.params(clip.id).num_frames)
+            targets = dataset.valid_indices(clip.id)
             _score(
                 model,
                 dataset,

@@ -29,11 +29,17 @@ from torch import Tensor, nn
 from export3d_cli.config import ModelConfig, preset
 from export3d_cli.errors import Interrupted, UsageError
 from export3d_cli.models.export3d import Export3D
-from export3d_cli.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from export3d_cli.training.checkpoint import (
+    has_checkpoint,
+    load_checkpoint,
+    read_checkpoint_state,
+    save_checkpoint,
+)
 from export3d_cli.training.clebs_trainer import load_expression_encoder
 from export3d_cli.training.dataset import ClipDataset, PairBatch, sample_pairs
 from export3d_cli.training.distributed import ProcessGroup, all_reduce_mean
 from export3d_cli.training.evaluation import evaluate_model
+from export3d_cli.training.interrupts import deferred_interrupt
 from export3d_cli.training.losses import (
     PatchDiscriminator,
     PerceptualLoss,
@@ -216,6 +222,19 @@ def write_sample_grid(path: Path, model: Export3D, dataset: ClipDataset, clips: 
     return save_image(path, pixels)
 
 
+def _rng_states(rng: np.random.Generator) -> tuple[dict, torch.Tensor, list[torch.Tensor]]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return rng.bit_generator.state, torch.get_rng_state(), cuda
+
+
+def _restore_rng_states(rng: np.random.Generator, states: tuple[dict, torch.Tensor, list[torch.Tensor]]) -> None:
+    numpy_state, torch_state, cuda_states = states
+    rng.bit_generator.state = numpy_state
+    torch.set_rng_state(torch_state)
+    if cuda_states:
+        torch.cuda.set_rng_state_all(cuda_states)
+
+
 class GeneratorTrainer:
     def __init__(
         self,
@@ -251,15 +270,16 @@ class GeneratorTrainer:
     def resume_if_possible(self) -> bool:
         if not has_checkpoint(self.run_dir):
             return False
+        state = read_checkpoint_state(self.run_dir)
+        saved = config_from_json(GeneratorTrainConfig, state["config"])
+        if {**config_to_json(saved), "steps": 0} != {**config_to_json(self.config), "steps": 0}:
+            raise UsageError(f"{self.run_dir}: holds a run with other settings; use a new run folder")
         state = load_checkpoint(
             self.run_dir,
             modules=self.state.modules(),
             optimizers=self.state.optimizers(),
             numpy_rng=self.state.rng,
         )
-        saved = config_from_json(GeneratorTrainConfig, state["config"])
-        if {**config_to_json(saved), "steps": 0} != {**config_to_json(self.config), "steps": 0}:
-            raise UsageError(f"{self.run_dir}: holds a run with other settings; use a new run folder")
         self.state.step = int(state["step"])
         return True
 
@@ -302,32 +322,49 @@ class GeneratorTrainer:
         """Run to ``config.steps``; Ctrl-C saves a checkpoint and raises Interrupted."""
         config = self.config
         part = self.group.shard(config.batch_size)
-        started, last_step = time.perf_counter(), self.state.step
+        self._last_logged = (time.perf_counter(), self.state.step)
         last_metrics: dict = {}
+        rng_states = _rng_states(self.state.rng)
         try:
-            while self.state.step < config.steps:
-                batch = sample_pairs(self.dataset, self.train_clips, config.batch_size, self.state.rng)
-                terms = train_step(
-                    self.state, self.model, _shard(batch, part, self.group.device), config, self.perceptual
-                )
-                step = self.state.step
-                if step % config.log_every == 0 or step == config.steps:
-                    elapsed = time.perf_counter() - started
-                    terms["steps_per_s"] = (step - last_step) / max(elapsed, 1e-9)
-                    started, last_step = time.perf_counter(), step
-                    self.log({"step": step, **terms})
-                if on_step is not None:
-                    on_step(step, config.steps, terms)
-                if self.group.is_main and config.eval_every and step % config.eval_every == 0:
-                    last_metrics = self.validate()
-                    self.log({"step": step, "validation": last_metrics})
-                if config.checkpoint_every and step % config.checkpoint_every == 0:
-                    self.save()
+            with deferred_interrupt() as stop:
+                while self.state.step < config.steps:
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                    rng_states = _rng_states(self.state.rng)
+                    self._one_step(part, on_step)
+                    rng_states = _rng_states(self.state.rng)  # the step is complete: nothing to rewind after this
+                    last_metrics = self._after_step(last_metrics)
         except KeyboardInterrupt:
+            # A KeyboardInterrupt raised inside a step (a second Ctrl-C): rewind the RNGs to the step's start so the
+            # checkpoint's next batch is the one that was cut short.
+            _restore_rng_states(self.state.rng, rng_states)
             self.save()
             raise Interrupted(f"interrupted at step {self.state.step}; checkpoint saved in {self.run_dir}") from None
         self.save()
         if self.group.is_main and not last_metrics and self.test_clips:
             last_metrics = self.validate()
             self.log({"step": self.state.step, "validation": last_metrics})
+        return last_metrics
+
+    def _one_step(self, part: slice, on_step: StepCallback | None) -> None:
+        config = self.config
+        batch = sample_pairs(self.dataset, self.train_clips, config.batch_size, self.state.rng)
+        shard = _shard(batch, part, self.group.device)
+        terms = train_step(self.state, self.model, shard, config, self.perceptual)
+        step = self.state.step
+        if step % config.log_every == 0 or step == config.steps:
+            now = time.perf_counter()
+            terms["steps_per_s"] = (step - self._last_logged[1]) / max(now - self._last_logged[0], 1e-9)
+            self._last_logged = (now, step)
+            self.log({"step": step, **terms})
+        if on_step is not None:
+            on_step(step, config.steps, terms)
+
+    def _after_step(self, last_metrics: dict) -> dict:
+        config, step = self.config, self.state.step
+        if self.group.is_main and config.eval_every and step % config.eval_every == 0:
+            last_metrics = self.validate()
+            self.log({"step": step, "validation": last_metrics})
+        if config.checkpoint_every and step % config.checkpoint_every == 0:
+            self.save()
         return last_metrics

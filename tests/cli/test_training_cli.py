@@ -1,0 +1,238 @@
+"""``export3d train-clebs``, ``export3d train`` and ``export3d evaluate`` on a small ``export3d synth`` dataset:
+exit codes, JSON summaries, resuming, and the evaluation baseline against an independent computation."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from export3d_cli.cli.app import run
+from export3d_cli.config import preset
+
+MODEL_RESOLUTION = preset("tiny").resolution
+SYNTH_RESOLUTION = 2 * MODEL_RESOLUTION  # evaluation then resizes by area averaging over 2x2 blocks
+ENV = {**os.environ, "EXPORT3D_DEBUG": "", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def export3d(*args: object) -> Result:
+    """Run the CLI in this process (no second torch import), capturing what it prints."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = run([str(arg) for arg in args])
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def export3d_process(*args: object) -> Result:
+    """Run the real ``export3d`` entry point in a child process."""
+    result = subprocess.run(
+        [sys.executable, "-m", "export3d_cli", *(str(arg) for arg in args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    return Result(result.returncode, result.stdout, result.stderr)
+
+
+def _assert_one_error_line(result: Result) -> None:
+    assert result.code == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def synth_dataset(tmp_path_factory) -> Path:
+    """3 synthetic identities x 1 clip x 4 frames at 128 px: 1 training clip, 2 test clips, 2 cross clips."""
+    root = tmp_path_factory.mktemp("synth") / "data"
+    result = export3d_process(
+        "synth", "-o", root, "--identities", 3, "--clips-per-identity", 1, "--frames", 4,
+        "--resolution", SYNTH_RESOLUTION, "--test-fraction", 0.5, "--json", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    clips = json.loads((root / "manifest.json").read_text())["clips"]
+    splits = [(c["split"], bool(c["extra"].get("cross_identity"))) for c in clips]
+    assert ("train", False) in splits and ("test", False) in splits and ("test", True) in splits, splits
+    return root
+
+
+@pytest.fixture(scope="module")
+def clebs_run(synth_dataset, tmp_path_factory) -> tuple[Path, Result]:
+    run_dir = tmp_path_factory.mktemp("clebs") / "run"
+    return run_dir, export3d(
+        "train-clebs", synth_dataset, "-o", run_dir, "--preset", "tiny", "--steps", 3, "--json", "-q"
+    )
+
+
+@pytest.fixture(scope="module")
+def generator_run(synth_dataset, tmp_path_factory) -> tuple[Path, Result]:
+    run_dir = tmp_path_factory.mktemp("generator") / "run"
+    result = export3d(
+        "train", synth_dataset, "-o", run_dir, "--preset", "tiny", "--steps", 3,
+        "--expression-encoder", "direct", "--json", "-q",
+    )  # fmt: skip
+    return run_dir, result
+
+
+def test_train_clebs_prints_a_json_summary(clebs_run):
+    run_dir, result = clebs_run
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert {"output", "steps", "resumed", "val_loss", "val_retrieval"} <= set(summary)
+    assert summary["output"] == str(run_dir) and summary["steps"] == 3 and summary["resumed"] is False
+    assert 0.0 <= summary["val_retrieval"] <= 1.0
+    assert (run_dir / "clebs" / "expression_encoder.safetensors").is_file()
+
+
+def test_train_clebs_rerun_with_more_steps_resumes(clebs_run, synth_dataset, tmp_path):
+    run_dir, first = clebs_run
+    assert first.code == 0, first.stderr
+    # A copy, so the module's run stays at 3 steps for the other tests.
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    result = export3d("train-clebs", synth_dataset, "-o", copy, "--preset", "tiny", "--steps", 5, "--json", "-q")
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["resumed"] is True and summary["steps"] == 5
+    logged = [json.loads(line) for line in (copy / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss" in r] == [3, 5], "steps 4-5 continue the first run's log"
+
+
+def test_train_clebs_with_other_settings_refuses_the_run_folder(clebs_run, synth_dataset):
+    run_dir, _ = clebs_run
+    result = export3d("train-clebs", synth_dataset, "-o", run_dir, "--preset", "tiny", "--lr", "0.5", "-q")
+    _assert_one_error_line(result)
+    assert "other settings" in result.stderr
+
+
+def test_train_direct_ablation_prints_a_json_summary_and_saves_the_model(generator_run):
+    run_dir, result = generator_run
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["output"] == str(run_dir) and summary["steps"] == 3 and summary["resumed"] is False
+    assert {"psnr_same", "ssim_same", "psnr_cross", "frames"} <= set(summary)
+    assert (run_dir / "model" / "model.safetensors").is_file() and (run_dir / "model" / "config.json").is_file()
+
+
+def test_train_with_a_clebs_run_uses_it(clebs_run, synth_dataset, tmp_path):
+    clebs_dir, clebs_result = clebs_run
+    assert clebs_result.code == 0, clebs_result.stderr
+    result = export3d(
+        "train", synth_dataset, "-o", tmp_path / "run", "--clebs", clebs_dir, "--preset", "tiny", "--steps", 1,
+        "--json", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["steps"] == 1
+
+
+def test_train_without_clebs_run_is_a_usage_error(synth_dataset, tmp_path):
+    result = export3d("train", synth_dataset, "-o", tmp_path / "run", "--preset", "tiny", "--steps", 1, "-q")
+    _assert_one_error_line(result)
+    assert "--clebs" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "train-clebs"])
+def test_unknown_training_preset_is_a_usage_error(command, synth_dataset, tmp_path):
+    result = export3d(command, synth_dataset, "-o", tmp_path / "run", "--preset", "huge", "--steps", 1, "-q")
+    _assert_one_error_line(result)
+    assert "huge" in result.stderr and "tiny" in result.stderr
+
+
+def _frames01(root: Path, clip_id: str) -> np.ndarray:
+    """All frames of a clip on the [0, 1] scale at the model's resolution (2x2 block means), [T, R, R, 3]."""
+    directory = root / "clips" / clip_id / "frames"
+    frames = []
+    for path in sorted(directory.glob("*.png")):
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+        size = pixels.shape[0] // 2
+        frames.append(pixels.reshape(size, 2, size, 2, 3).mean(axis=(1, 3)))
+    return np.stack(frames)
+
+
+def _first_valid(root: Path, clip_id: str) -> int:
+    with np.load(root / "clips" / clip_id / "params.npz") as params:
+        valid = np.flatnonzero(params["valid"])
+    return int(valid[0]) if len(valid) else 0
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return -10.0 * np.log10(np.mean((a - b) ** 2))
+
+
+def _baselines(root: Path) -> tuple[float, float, int]:
+    """Copy-the-source PSNR, same identity and cross identity, and the number of frames scored."""
+    clips = json.loads((root / "manifest.json").read_text())["clips"]
+    same, cross = [], []
+    for clip in clips:
+        if clip["split"] != "test":
+            continue
+        frames = _frames01(root, clip["id"])
+        if clip["extra"].get("cross_identity"):
+            appearance = clip["extra"]["appearance_clip"]
+            source = _frames01(root, appearance)[_first_valid(root, appearance)]
+            cross += [_psnr(source, target) for target in frames]
+        else:
+            first = _first_valid(root, clip["id"])
+            same += [_psnr(frames[first], target) for t, target in enumerate(frames) if t != first]
+    return float(np.mean(same)), float(np.mean(cross)), len(same) + len(cross)
+
+
+def test_evaluate_prints_one_json_object_with_an_independently_checked_baseline(generator_run, synth_dataset):
+    run_dir, trained = generator_run
+    assert trained.code == 0, trained.stderr
+    result = export3d_process("evaluate", run_dir / "model", synth_dataset, "--json", "-q")
+    assert result.code == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    metrics = json.loads(lines[0])
+    keys = {"psnr_same", "ssim_same", "psnr_cross", "ssim_cross", "psnr_same_baseline", "psnr_cross_baseline"}
+    assert keys | {"frames"} <= set(metrics)
+    assert all(isinstance(metrics[key], float) and np.isfinite(metrics[key]) for key in keys)
+    same, cross, frames = _baselines(synth_dataset)
+    assert metrics["psnr_same_baseline"] == pytest.approx(same, rel=1e-4)
+    assert metrics["psnr_cross_baseline"] == pytest.approx(cross, rel=1e-4)
+    assert metrics["frames"] == frames
+
+
+def test_evaluate_text_output_lists_the_metrics(generator_run, synth_dataset):
+    run_dir, _ = generator_run
+    result = export3d("evaluate", run_dir / "model", synth_dataset, "--max-clips", 1, "--max-frames", 2, "-q")
+    assert result.code == 0, result.stderr
+    names = [line.split(":")[0] for line in result.stdout.strip().splitlines()]
+    assert names[:2] == ["psnr_same", "ssim_same"] and "frames: 4" in result.stdout  # 1 same + 1 cross clip, 2 each
+
+
+def test_evaluate_missing_weights_folder_is_a_usage_error(synth_dataset, tmp_path):
+    _assert_one_error_line(export3d("evaluate", tmp_path / "no-such-model", synth_dataset, "--json", "-q"))
+
+
+def test_evaluate_unknown_split_is_a_usage_error(generator_run, synth_dataset):
+    run_dir, _ = generator_run
+    _assert_one_error_line(export3d("evaluate", run_dir / "model", synth_dataset, "--split", "val", "-q"))
