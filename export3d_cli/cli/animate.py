@@ -78,6 +78,8 @@ def animate(
             raise InputError(f"{source}: no such file")
     if not driving_path.exists():
         raise InputError(f"{driving_path}: no such file")
+    if output is not None and output.suffix and output.suffix.lower() != ".mp4" and not output.is_dir():
+        raise UsageError(f"{output}: the output must be an .mp4 file (or a folder for several sources)")
     single = len(sources) == 1 and (output is None or output.suffix.lower() == ".mp4")
     if single:
         target = output or Path(output_name(sources[0], driving_path))
@@ -89,7 +91,6 @@ def animate(
         folder = output or Path(".")
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"{folder}: several sources need an output folder, and this is a file")
-        folder.mkdir(parents=True, exist_ok=True)
         targets = [folder / output_name(source, driving_path) for source in sources]
         if len(set(targets)) != len(targets):
             raise UsageError("two sources share a file name; their outputs would overwrite each other")

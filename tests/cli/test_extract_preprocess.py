@@ -7,22 +7,19 @@ The driving video (tests/conftest.py) has 40 frames at 25 fps with no face in fr
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import CliResult, assert_one_clean_error, invoke
 
 import export3d_cli.data.preprocess as preprocess_module
-from export3d_cli.cli.app import run
 from export3d_cli.data.dataset_layout import (
     is_clip_complete,
     read_clip_params,
@@ -39,26 +36,6 @@ JSON_KEYS = {"output", "frames", "valid_frames", "missing_frames", "fps", "sourc
 RESOLUTION = 128
 
 
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.startswith("Error:")]
-
-
-def invoke(*args: object) -> CliResult:
-    """Run the CLI in-process with ``args`` and capture what it prints."""
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        patch.delenv("EXPORT3D_DEBUG", raising=False)
-        code = run([str(arg) for arg in args])
-    return CliResult(code, out.getvalue(), err.getvalue())
-
-
 def export3d_command() -> list[str]:
     script = Path(sys.executable).parent / "export3d"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "export3d_cli"]
@@ -71,15 +48,6 @@ def invoke_script(*args: object, cwd: Path) -> CliResult:
         [*export3d_command(), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=180
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
-
-
-def assert_one_clean_error(result: CliResult, *, names: str) -> None:
-    """Exit 2, exactly one ``Error:`` line, naming ``names``, and no traceback."""
-    assert result.code == 2, result
-    assert len(result.error_lines) == 1, result.err
-    assert names in result.error_lines[0], result.err
-    assert "Traceback" not in result.err
-    assert "internal error" not in result.err
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:

@@ -7,19 +7,16 @@ default test fraction one identity is held out and gets one cross-identity clip.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import CliResult, invoke
 
 import export3d_cli.synth.dataset_generator as generator_module
-from export3d_cli.cli.app import run
 from export3d_cli.data.dataset_layout import (
     ClipRecord,
     Manifest,
@@ -40,26 +37,6 @@ FRAMES = 6
 RESOLUTION = 96
 SEED = 5
 JSON_KEYS = {"output", "clips", "train_clips", "test_clips", "frames", "undetected_frames"}
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.startswith("Error:")]
-
-
-def invoke(*args: object) -> CliResult:
-    """Run the CLI in-process with ``args`` and capture what it prints."""
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        patch.delenv("EXPORT3D_DEBUG", raising=False)
-        code = run([str(arg) for arg in args])
-    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def synth_args(output: Path, *extra: object, frames: int = FRAMES, seed: int = SEED) -> list[object]:

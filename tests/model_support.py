@@ -1,0 +1,27 @@
+"""A small model whose outputs visibly depend on its inputs, for pipeline and CLI tests (not a test module)."""
+
+from __future__ import annotations
+
+import torch
+
+from export3d_cli.config import preset
+from export3d_cli.models import Export3D
+
+
+def sensitive_tiny_model(seed: int = 0) -> Export3D:
+    """The ``tiny`` preset, randomly initialised (deterministic for ``seed``), with conditioning strong enough to see.
+
+    Freshly initialised, adaLN-Zero makes the generator ignore β and the nearly flat tri-planes make the camera
+    move pixels by a tenth of a level: option tests could not tell one mode from another. So the zero-initialised
+    parameters get noise, and the tri-plane output and the CLeBS coefficients are scaled up.
+    """
+    torch.manual_seed(seed)
+    model = Export3D(preset("tiny"))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if not parameter.any():
+                parameter.normal_(0.0, 3.0 if "modulation" in name else 0.5)
+        for layer, gain in ((model.generator.to_triplane[-1], 20.0), (model.expression_encoder.coefficients[-1], 30.0)):
+            layer.weight.mul_(gain)
+            layer.bias.mul_(gain)
+    return model.eval()
