@@ -57,15 +57,6 @@ def ffhq_intrinsics() -> np.ndarray:
     return np.array([[FFHQ_FOCAL, 0.0, 0.5], [0.0, FFHQ_FOCAL, 0.5], [0.0, 0.0, 1.0]])
 
 
-def nearest_rotation(matrix: np.ndarray) -> np.ndarray:
-    """The rotation closest to ``matrix`` [3, 3] (polar decomposition; drops any scale)."""
-    u, _, vt = np.linalg.svd(matrix)
-    rotation = u @ vt
-    if np.linalg.det(rotation) < 0:
-        rotation = u @ np.diag([1.0, 1.0, -1.0]) @ vt
-    return rotation
-
-
 def rotation_from_vector(vector: np.ndarray) -> np.ndarray:
     """Rodrigues: axis-angle vector [3] (angle = norm, radians) → rotation [3, 3]."""
     angle = float(np.linalg.norm(vector))

@@ -51,15 +51,8 @@ def load_driving(path: Path, *, smoothing: float, max_frames: int | None, progre
     else:
         analysed = analyze_video(path, smoothing=Smoothing(smoothing), max_frames=max_frames, progress=progress)
         motion, video = analysed.motion(), path
-    if max_frames is not None and motion.frames > max_frames:
-        motion = Motion(
-            motion.expression[:max_frames],
-            motion.camera[:max_frames],
-            motion.valid[:max_frames],
-            motion.fps,
-            motion.source,
-        )
-    return Driving(motion=motion, path=path, video=video)
+    driving = Driving(motion=motion, path=path, video=video)
+    return with_frames(driving, max_frames) if max_frames is not None and motion.frames > max_frames else driving
 
 
 def drive(

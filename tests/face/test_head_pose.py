@@ -19,7 +19,6 @@ from export3d_cli.face.head_pose import (
     canonical_to_world,
     label_angles,
     look_at_pose,
-    nearest_rotation,
     project_to_crop,
     rotation_from_vector,
     rotation_to_vector,
@@ -165,19 +164,6 @@ def test_landmark_fit_weights_mediapipes_rigid_basis_only():
     mouth = [i for i in (13, 14, 17, 0, 61, 291) if i not in rigid]
     landmarks[mouth, 1] += 25.0  # an open mouth moves non-rigid landmarks a lot
     np.testing.assert_allclose(HeadPose.from_landmarks(landmarks).rotation, rotation, atol=1e-9)
-
-
-def test_nearest_rotation_drops_scale_and_small_noise():
-    rng = np.random.default_rng(7)
-    rotation = random_rotation(rng)
-    np.testing.assert_allclose(nearest_rotation(3.0 * rotation), rotation, atol=1e-12)
-    noisy = nearest_rotation(rotation + 1e-3 * rng.normal(size=(3, 3)))
-    np.testing.assert_allclose(noisy.T @ noisy, np.eye(3), atol=1e-12)
-    assert np.linalg.det(noisy) == pytest.approx(1.0)
-    assert np.abs(noisy - rotation).max() < 5e-3
-
-
-# --- rotation helpers ---
 
 
 def test_rotation_vector_round_trip_for_angles_below_pi():
