@@ -29,10 +29,8 @@ import subprocess
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -41,6 +39,14 @@ import imageio_ffmpeg
 import numpy as np
 
 from export3d_cli.errors import InputError
+from export3d_cli.media.ffmpeg_process import (
+    StderrDrain,
+    exact_rate,
+    ffmpeg_url,
+    kill_process,
+    rate_arg,
+    summarise_errors,
+)
 
 __all__ = ["DEFAULT_FPS", "VideoInfo", "VideoReader", "probe_video", "read_video_frames"]
 
@@ -60,16 +66,7 @@ _SHORTFALL_MIN_FRAMES = 2
 
 # Decoded frames waiting for the caller; bounds memory to a few frames while letting ffmpeg run ahead a little.
 _QUEUE_FRAMES = 2
-_STDERR_LINES = 64
 
-# Lines ffmpeg prints as consequences of an earlier error; the earlier line is the one worth showing.
-_NOISE = re.compile(
-    r"Task finished with error code|Terminating thread with return code|Conversion failed|"
-    r"Nothing was written into output file|Could not open encoder before EOF|Decode error rate|"
-    r"misdetection possible|Cannot determine format of input|"
-    r"^Error opening input files?\b|^Error opening output files?\b|^frame="
-)
-_LOG_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*)+")
 _STREAM = re.compile(r"^\s*Stream #\d+:\d+.*?: (Video|Audio|Subtitle|Data|Attachment): ")
 _SIZE = re.compile(r", (\d+)x(\d+)\b")
 _RATE = re.compile(r"\b(\d+(?:\.\d+)?)(k?) (fps|tbr)\b")
@@ -112,7 +109,7 @@ def probe_video(path: str | os.PathLike[str], *, timeout: float = _PROBE_TIMEOUT
         "-nostdin",
         "-nostats",
         "-i",
-        _ffmpeg_url(path),
+        ffmpeg_url(path),
         "-map",
         "0:V:0",
         "-frames:v",
@@ -152,7 +149,7 @@ class VideoReader:
         self._ended = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._pump: _FramePump | None = None
-        self._stderr: _StderrDrain | None = None
+        self._stderr: StderrDrain | None = None
         self._kill: weakref.finalize | None = None
 
     def __enter__(self) -> VideoReader:
@@ -204,13 +201,13 @@ class VideoReader:
         self._proc.stderr.close()
 
     def _start(self) -> None:
-        cmd = _decode_command(self.info.path, _rate_arg(self.info.fps))
+        cmd = _decode_command(self.info.path, rate_arg(self.info.fps))
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
         )
         # Kills ffmpeg even if the reader is dropped without close(); the callback must not hold the reader.
-        self._kill = weakref.finalize(self, _kill_process, self._proc)
-        self._stderr = _StderrDrain(self._proc.stderr)
+        self._kill = weakref.finalize(self, kill_process, self._proc)
+        self._stderr = StderrDrain(self._proc.stderr)
         self._pump = _FramePump(self._proc.stdout, self._shape[0] * self._shape[1] * 3)
         self._stderr.start()
         self._pump.start()
@@ -244,7 +241,7 @@ class VideoReader:
         except subprocess.TimeoutExpired:
             self._kill()
         self._stderr.join()
-        reason = _summarise_errors(self._stderr.lines, limit=1)
+        reason = summarise_errors(self._stderr.lines, limit=1)
         problems = []
         if proc.returncode != 0:
             problems.append(f"ffmpeg failed (exit code {proc.returncode})")
@@ -326,27 +323,6 @@ class _FramePump(threading.Thread):
             return
 
 
-class _StderrDrain(threading.Thread):
-    """Keeps ffmpeg's stderr flowing (a full pipe would block it) and remembers its last lines."""
-
-    def __init__(self, stderr: IO[bytes]) -> None:
-        super().__init__(name="ffmpeg-stderr", daemon=True)
-        self._stderr = stderr
-        self.lines: deque[str] = deque(maxlen=_STDERR_LINES)
-
-    def run(self) -> None:
-        pending = b""
-        try:
-            while chunk := self._stderr.read(65536):
-                *complete, pending = (pending + chunk).split(b"\n")
-                pending = pending[-4096:]  # a line without end must not grow without bound
-                self.lines.extend(line.decode("utf-8", "replace").rstrip() for line in complete)
-        except (OSError, ValueError):
-            return
-        if pending:
-            self.lines.append(pending.decode("utf-8", "replace").rstrip())
-
-
 def _decode_command(path: Path, rate: str) -> list[str]:
     """The ffmpeg command that writes the video's frames as raw rgb24 to stdout (a seam for the tests)."""
     return [
@@ -356,7 +332,7 @@ def _decode_command(path: Path, rate: str) -> list[str]:
         "-loglevel",
         "error",
         "-i",
-        _ffmpeg_url(path),
+        ffmpeg_url(path),
         "-map",
         "0:V:0",
         "-r",
@@ -367,12 +343,6 @@ def _decode_command(path: Path, rate: str) -> list[str]:
         "rgb24",
         "-",
     ]
-
-
-def _kill_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()  # reaps it: no zombie
 
 
 def _check_regular_file(path: Path) -> None:
@@ -396,17 +366,12 @@ def _check_regular_file(path: Path) -> None:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def _ffmpeg_url(path: Path) -> str:
-    # The file: protocol keeps names like "-x.mp4" or "a:b.mp4" from being read as options or protocols.
-    return "file:" + os.path.abspath(path)
-
-
 def _parse_probe(path: Path, text: str, returncode: int) -> VideoInfo:
     """Build a :class:`VideoInfo` from the stderr of the probe command in :func:`probe_video`."""
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("Input #0, ")), None)
     if start is None:
-        raise InputError(f"{path}: not a video ({_summarise_errors(lines, limit=2) or 'ffmpeg cannot open it'})")
+        raise InputError(f"{path}: not a video ({summarise_errors(lines, limit=2) or 'ffmpeg cannot open it'})")
     demuxer = re.match(r"Input #0, (.*?), from ", lines[start])
     demuxer_name = demuxer.group(1) if demuxer else ""
     if demuxer_name in _IMAGE_DEMUXERS or demuxer_name.endswith("_pipe"):
@@ -441,7 +406,7 @@ def _parse_probe(path: Path, text: str, returncode: int) -> VideoInfo:
     if decoded is not None:
         width, height = int(decoded.group(1)), int(decoded.group(2))
     elif returncode != 0:
-        reason = _summarise_errors(lines, limit=2) or f"ffmpeg exit code {returncode}"
+        reason = summarise_errors(lines, limit=2) or f"ffmpeg exit code {returncode}"
         raise InputError(f"{path}: no decodable video frames ({reason})")
     else:
         # An ffmpeg that decoded a frame but printed no output stream we can parse: fall back to the coded
@@ -473,22 +438,8 @@ def _stream_rate(stream_line: str) -> float | None:
             value, kilo = rates[unit]
             # "1k tbr" and the like are time bases, not frame rates.
             if not kilo and 0 < value < 1000:
-                return _exact_rate(value)
+                return exact_rate(value)
     return None
-
-
-def _exact_rate(printed: float) -> float:
-    """Undo ffmpeg's two-decimal rounding for NTSC rates: "29.97" is 30000/1001, "23.98" is 24000/1001."""
-    ntsc = round(printed * 1.001)
-    # Printing to two decimals is off by at most 0.005, so a phone's measured 29.98 average stays 29.98.
-    if printed != int(printed) and abs(printed * 1.001 - ntsc) < 0.006:
-        return ntsc * 1000 / 1001
-    return printed
-
-
-def _rate_arg(fps: float) -> str:
-    rate = Fraction(fps).limit_denominator(1001)
-    return f"{rate.numerator}/{rate.denominator}"
 
 
 def _first_duration(pattern: re.Pattern[str], lines: list[str]) -> float | None:
@@ -503,20 +454,3 @@ def _rotation(stream_block: list[str]) -> float:
         if m := _ROTATION.search(line):
             return float(m.group(1) or m.group(2))
     return 0.0
-
-
-def _summarise_errors(lines: list[str] | deque[str], *, limit: int) -> str:
-    """The last ``limit`` distinct informative error lines of ffmpeg's stderr, joined into one line.
-
-    Header lines (indented) and ffmpeg's follow-up noise are skipped; ``[h264 @ 0x...]`` prefixes go.
-    """
-    found: list[str] = []
-    for raw in lines:
-        if not raw or raw[0].isspace() or raw.startswith(("Input #", "Output #", "Stream mapping:")):
-            continue
-        line = _LOG_PREFIX.sub("", raw).strip().removeprefix("Error opening input: ").rstrip(".")
-        if line and not _NOISE.search(line):
-            if line in found:
-                found.remove(line)
-            found.append(line)
-    return "; ".join(found[-limit:])

@@ -3,7 +3,7 @@
 Why streaming: a rendered video can be minutes long, so frames are never accumulated. :class:`VideoWriter`
 pipes each ``[H, W, 3]`` uint8 RGB frame to ffmpeg's stdin as it comes; a full pipe blocks :meth:`write` until
 ffmpeg has caught up, which keeps memory at a few frames whatever the length. ffmpeg's stderr is drained by a
-thread (the reader's :class:`_StderrDrain`), so a chatty ffmpeg can never block on it while we block on stdin.
+thread (the reader's :class:`StderrDrain`), so a chatty ffmpeg can never block on it while we block on stdin.
 
 Why atomic: the output appears under its name only once it is complete. Frames are encoded into a temporary
 file next to the target; :meth:`VideoWriter.close` moves the result into place through
@@ -40,15 +40,15 @@ import numpy as np
 
 from export3d_cli.atomic import atomic_path, prepare_output_file
 from export3d_cli.errors import Export3DError
-from export3d_cli.media.video_reader import (
-    _exact_rate,
-    _ffmpeg_url,
-    _kill_process,
-    _rate_arg,
-    _StderrDrain,
-    _summarise_errors,
-    probe_video,
+from export3d_cli.media.ffmpeg_process import (
+    StderrDrain,
+    exact_rate,
+    ffmpeg_url,
+    kill_process,
+    rate_arg,
+    summarise_errors,
 )
+from export3d_cli.media.video_reader import probe_video
 
 __all__ = ["X264_PRESETS", "VideoWriter", "has_audio_stream"]
 
@@ -121,7 +121,7 @@ class VideoWriter:
         self.frames_written = 0
         self._shape = (height, width, 3)
         self._padding = ((0, height % 2), (0, width % 2), (0, 0)) if height % 2 or width % 2 else None
-        self._rate = _rate_arg(_exact_rate(fps))  # 29.97 -> 30000/1001: the stream's rate is exact
+        self._rate = rate_arg(exact_rate(fps))  # 29.97 -> 30000/1001: the stream's rate is exact
         self._closed = False
         self._result: Path | None = None
 
@@ -143,7 +143,7 @@ class VideoWriter:
         except BaseException:
             self._video_tmp.unlink(missing_ok=True)
             raise
-        self._stderr = _StderrDrain(self._proc.stderr)
+        self._stderr = StderrDrain(self._proc.stderr)
         self._stderr.start()
         # Kills ffmpeg and removes the temporary file even if the writer is dropped without close() or the
         # interpreter exits; the callback must not hold the writer.
@@ -216,7 +216,7 @@ class VideoWriter:
         done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if done.returncode != 0:
             lines = done.stderr.decode("utf-8", "replace").splitlines()
-            reason = _summarise_errors(lines, limit=1) or f"ffmpeg exit code {done.returncode}"
+            reason = summarise_errors(lines, limit=1) or f"ffmpeg exit code {done.returncode}"
             raise Export3DError(f"{self.path}: adding the audio of {self.audio_source} failed: {reason}")
 
     def _wait_after_pipe_error(self) -> int:
@@ -229,7 +229,7 @@ class VideoWriter:
     def _failure(self, returncode: int) -> Export3DError:
         """The one-line error for a finished, failed encode; everything the encode left is removed first."""
         self._stderr.join()  # ffmpeg has exited, so its stderr is at EOF
-        reason = _summarise_errors(self._stderr.lines, limit=1) or f"ffmpeg exit code {returncode}"
+        reason = summarise_errors(self._stderr.lines, limit=1) or f"ffmpeg exit code {returncode}"
         self._abort()
         return Export3DError(f"{self.path}: video encoding failed: {reason}")
 
@@ -238,8 +238,8 @@ class VideoWriter:
         self._release()
 
 
-def _discard(proc: subprocess.Popen[bytes], stderr: _StderrDrain, video_tmp: Path) -> None:
-    _kill_process(proc)
+def _discard(proc: subprocess.Popen[bytes], stderr: StderrDrain, video_tmp: Path) -> None:
+    kill_process(proc)
     # Closing stdin flushes what is still buffered into a pipe nobody reads: that error is expected.
     with contextlib.suppress(OSError):
         proc.stdin.close()
@@ -285,7 +285,7 @@ def _encode_command(
         *(["-movflags", "+faststart"] if faststart else []),
         "-f",
         "mp4",  # the temporary name ends in .tmp, so the container cannot be guessed from it
-        _ffmpeg_url(output),
+        ffmpeg_url(output),
     ]
 
 
@@ -300,11 +300,11 @@ def _mux_command(video: Path, audio: Path, output: Path, *, duration: float) -> 
         "error",
         "-y",
         "-i",
-        _ffmpeg_url(video),
+        ffmpeg_url(video),
         "-t",
         f"{duration:.6f}",
         "-i",
-        _ffmpeg_url(audio),
+        ffmpeg_url(audio),
         "-map",
         "0:v:0",
         "-map",
@@ -319,5 +319,5 @@ def _mux_command(video: Path, audio: Path, output: Path, *, duration: float) -> 
         "+faststart",
         "-f",
         "mp4",
-        _ffmpeg_url(output),
+        ffmpeg_url(output),
     ]
