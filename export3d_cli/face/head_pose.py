@@ -30,21 +30,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from export3d_cli.camera_conventions import CAMERA_PIVOT, CAMERA_RADIUS, FFHQ_FOCAL
 from export3d_cli.face.canonical_face import canonical_face
 
 WORLD_SCALE = 0.02  # world units per canonical centimetre: a 15 cm wide face spans ~48% of a frontal crop
 NOSE_TIP = 4  # canonical landmark placed on the pivot, so crops have the nose at the centre
-CAMERA_RADIUS = 2.7
-CAMERA_PIVOT = np.array([0.0, 0.0, 0.2])
-FFHQ_FOCAL = 4.2647
-LABEL_DIM = 25
+_PIVOT = np.array(CAMERA_PIVOT)
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0])
 
 
 def canonical_to_world(points: np.ndarray) -> np.ndarray:
     """Canonical face coordinates (cm) → model world coordinates. Shapes: [..., 3] -> [..., 3]."""
     nose = canonical_face().vertices[NOSE_TIP].astype(np.float64)
-    return WORLD_SCALE * (np.asarray(points, dtype=np.float64) - nose) + CAMERA_PIVOT
+    return WORLD_SCALE * (np.asarray(points, dtype=np.float64) - nose) + _PIVOT
 
 
 def world_landmarks() -> np.ndarray:
@@ -79,8 +77,8 @@ def rotation_to_vector(rotation: np.ndarray) -> np.ndarray:
 
 def _camera_distance(forward: np.ndarray) -> float:
     """Distance t from the camera to the pivot along ``forward`` that puts the camera at CAMERA_RADIUS."""
-    along = float(np.dot(CAMERA_PIVOT, forward))
-    return along + math.sqrt(along * along - float(np.dot(CAMERA_PIVOT, CAMERA_PIVOT)) + CAMERA_RADIUS**2)
+    along = float(np.dot(_PIVOT, forward))
+    return along + math.sqrt(along * along - float(np.dot(_PIVOT, _PIVOT)) + CAMERA_RADIUS**2)
 
 
 @dataclass(frozen=True)
@@ -128,7 +126,7 @@ class HeadPose:
         forward = rotation[:, 2]
         matrix = np.eye(4)
         matrix[:3, :3] = rotation
-        matrix[:3, 3] = CAMERA_PIVOT - _camera_distance(forward) * forward
+        matrix[:3, 3] = _PIVOT - _camera_distance(forward) * forward
         return matrix
 
     def label(self) -> np.ndarray:
@@ -167,7 +165,7 @@ def look_at_pose(yaw_degrees: float, pitch_degrees: float) -> HeadPose:
     origin = CAMERA_RADIUS * np.array(
         [math.sin(phi) * math.cos(math.pi - theta), math.cos(phi), math.sin(phi) * math.sin(math.pi - theta)]
     )
-    forward = (CAMERA_PIVOT - origin) / np.linalg.norm(CAMERA_PIVOT - origin)
+    forward = (_PIVOT - origin) / np.linalg.norm(_PIVOT - origin)
     right = -np.cross([0.0, 1.0, 0.0], forward)
     right /= np.linalg.norm(right)
     down = np.cross(forward, right)

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from export3d_cli.atomic import atomic_path
+from export3d_cli.camera_conventions import LABEL_DIM
 from export3d_cli.errors import InputError
 from export3d_cli.face.blendshapes import BLENDSHAPE_NAMES, EXPRESSION_DIM
-from export3d_cli.face.head_pose import LABEL_DIM
 
 MOTION_FORMAT_VERSION = 1
 REQUIRED_KEYS = ("version", "expression", "camera", "valid", "fps", "source")

@@ -16,10 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-FFHQ_FOCAL = 4.2647  # 2985.29 / 700: the literal value EG3D's FFHQ labels use
-CAMERA_RADIUS = 2.7
-CAMERA_PIVOT = (0.0, 0.0, 0.2)
-LABEL_DIM = 25
+from export3d_cli.camera_conventions import CAMERA_PIVOT, CAMERA_RADIUS, FFHQ_FOCAL, LABEL_DIM
 
 
 def ffhq_intrinsics(dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:

@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from export3d_cli.camera_conventions import CAMERA_PIVOT, CAMERA_RADIUS, FFHQ_FOCAL
 from export3d_cli.face.canonical_face import canonical_face
 from export3d_cli.face.head_pose import (
-    CAMERA_PIVOT,
-    CAMERA_RADIUS,
-    FFHQ_FOCAL,
     NOSE_TIP,
     WORLD_SCALE,
     HeadPose,
@@ -29,6 +27,7 @@ from export3d_cli.geometry.camera import Camera, look_at_cam2world
 YAWS = np.linspace(-40.0, 40.0, 9)
 PITCHES = np.linspace(-25.0, 25.0, 7)
 GRID = [(float(y), float(p)) for y in YAWS for p in PITCHES]
+PIVOT = np.array(CAMERA_PIVOT)
 MIRROR = np.diag([-1.0, 1.0, 1.0])
 
 
@@ -93,7 +92,7 @@ def test_label_has_ffhq_intrinsics_and_a_proper_look_at_camera(yaw, pitch):
     np.testing.assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-6)
     assert np.linalg.det(rotation) == pytest.approx(1.0, abs=1e-6)
     assert np.linalg.norm(origin) == pytest.approx(CAMERA_RADIUS, abs=1e-5)
-    to_pivot = (CAMERA_PIVOT - origin) / np.linalg.norm(CAMERA_PIVOT - origin)
+    to_pivot = (PIVOT - origin) / np.linalg.norm(PIVOT - origin)
     np.testing.assert_allclose(rotation[:, 2], to_pivot, atol=1e-6)
 
 
@@ -103,7 +102,7 @@ def test_random_rotations_give_cameras_on_the_sphere_looking_at_the_pivot():
         cam2world = HeadPose(random_rotation(rng)).cam2world()
         origin, forward = cam2world[:3, 3], cam2world[:3, 2]
         assert np.linalg.norm(origin) == pytest.approx(CAMERA_RADIUS, abs=1e-9)
-        offset = CAMERA_PIVOT - origin
+        offset = PIVOT - origin
         np.testing.assert_allclose(forward, offset / np.linalg.norm(offset), atol=1e-9)
         assert np.linalg.det(cam2world[:3, :3]) == pytest.approx(1.0)
 
@@ -208,7 +207,7 @@ def test_mirrored_face_negates_yaw_and_roll_and_matches_camera_mirrored(vector):
 @pytest.mark.parametrize("resolution", [128, 256, 512])
 def test_pivot_projects_to_the_crop_centre(yaw, pitch, resolution):
     label = look_at_pose(yaw, pitch).label()
-    centre = project_to_crop(CAMERA_PIVOT[None], label, resolution)
+    centre = project_to_crop(PIVOT[None], label, resolution)
     np.testing.assert_allclose(centre, [[resolution / 2, resolution / 2]], atol=1e-4 * resolution)
 
 
@@ -235,8 +234,8 @@ def test_projection_matches_the_pinhole_model_with_depth():
 
 def test_canonical_to_world_puts_the_nose_on_the_pivot_and_scales_centimetres():
     nose = canonical_face().vertices[NOSE_TIP]
-    np.testing.assert_allclose(canonical_to_world(nose), CAMERA_PIVOT, atol=1e-12)
-    np.testing.assert_allclose(world_landmarks()[NOSE_TIP], CAMERA_PIVOT, atol=1e-12)
+    np.testing.assert_allclose(canonical_to_world(nose), PIVOT, atol=1e-12)
+    np.testing.assert_allclose(world_landmarks()[NOSE_TIP], PIVOT, atol=1e-12)
     left, right = canonical_to_world(np.array([[-7.65, 1.0, 2.0], [7.65, 1.0, 2.0]]))
     assert np.linalg.norm(right - left) == pytest.approx(0.306, abs=1e-12)
     assert WORLD_SCALE == 0.02

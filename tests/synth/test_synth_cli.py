@@ -17,6 +17,7 @@ import pytest
 from cli_support import CliResult, invoke
 
 import export3d_cli.synth.dataset_generator as generator_module
+from export3d_cli.camera_conventions import CAMERA_RADIUS
 from export3d_cli.data.dataset_layout import (
     ClipRecord,
     Manifest,
@@ -26,7 +27,7 @@ from export3d_cli.data.dataset_layout import (
     read_manifest,
 )
 from export3d_cli.face.blendshapes import EXPRESSION_DIM
-from export3d_cli.face.head_pose import CAMERA_RADIUS, ffhq_intrinsics, label_angles
+from export3d_cli.face.head_pose import ffhq_intrinsics, label_angles
 from export3d_cli.synth.dataset_generator import SynthConfig, cross_pairs
 from export3d_cli.synth.face_rig import CONTROL_NAMES
 from export3d_cli.synth.head_renderer import SyntheticHead
