@@ -27,19 +27,16 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Same-identity and cross-identity PSNR/SSIM, and the copy-the-source baseline for comparison."""
-    import torch
 
     from export3d_cli.errors import UsageError
     from export3d_cli.models.weights_io import load_model
+    from export3d_cli.pipeline.animator import choose_device
     from export3d_cli.training.dataset import ClipDataset
     from export3d_cli.training.evaluation import evaluate_model
 
     if split not in ("train", "test"):
         raise UsageError(f"--split must be 'train' or 'test', got {split!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda but no CUDA device is available")
-    target = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
-    model = load_model(weights).to(target).eval()
+    model = load_model(weights).to(choose_device(device)).eval()
     data = ClipDataset(Path(dataset), resolution=model.config.resolution)
     with progress("Evaluating", quiet=quiet, unit="clips") as bar:
         metrics = evaluate_model(

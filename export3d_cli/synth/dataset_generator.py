@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export3d_cli.camera_conventions import LABEL_DIM
 from export3d_cli.data.dataset_layout import (
     MANIFEST_NAME,
     ClipParams,
@@ -137,7 +138,11 @@ def _measure(frames: list[np.ndarray], resolution: int, name: str) -> tuple[np.n
         motion = analyze_frames(frames, SYNTH_FPS, resolution=resolution, smoothing=Smoothing(), name=name)
     except Export3DError:
         count = len(frames)
-        return np.zeros((count, EXPRESSION_DIM), np.float32), np.zeros((count, 25), np.float32), np.zeros(count, bool)
+        return (
+            np.zeros((count, EXPRESSION_DIM), np.float32),
+            np.zeros((count, LABEL_DIM), np.float32),
+            np.zeros(count, bool),
+        )
     return motion.expression, motion.camera, motion.valid
 
 

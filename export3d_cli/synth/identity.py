@@ -55,6 +55,11 @@ class FaceShape:
     cheekbones: float  # cm outward at the cheekbones
     mouth_width: float  # x scale of the mouth
 
+    @classmethod
+    def neutral(cls) -> FaceShape:
+        """Every factor 1 and every offset 0: MediaPipe's canonical face itself (mirror-symmetric)."""
+        return cls(1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0)
+
 
 @dataclass(frozen=True)
 class Identity:

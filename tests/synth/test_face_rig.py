@@ -31,21 +31,7 @@ MM = 0.1  # one millimetre in canonical centimetres
 
 
 def neutral_shape() -> FaceShape:
-    """Identity 0's shape with every factor 1 and every offset 0: the canonical face itself."""
-    return dataclasses.replace(
-        random_identity(0, 0).shape,
-        width=1.0,
-        height=1.0,
-        depth=1.0,
-        nose_length=0.0,
-        nose_width=1.0,
-        jaw_width=0.0,
-        chin_length=0.0,
-        chin_forward=0.0,
-        eye_size=1.0,
-        cheekbones=0.0,
-        mouth_width=1.0,
-    )
+    return FaceShape.neutral()
 
 
 def controls(**amounts: float) -> np.ndarray:

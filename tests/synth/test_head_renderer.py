@@ -17,7 +17,7 @@ from export3d_cli.face.blendshapes import BLENDSHAPE_INDEX
 from export3d_cli.face.head_pose import label_angles, look_at_pose
 from export3d_cli.synth.face_rig import CONTROL_INDEX, CONTROL_NAMES, LEFT_EYE, RIGHT_EYE
 from export3d_cli.synth.head_renderer import Lighting, SyntheticHead, random_lighting
-from export3d_cli.synth.identity import random_identity
+from export3d_cli.synth.identity import FaceShape, random_identity
 from export3d_cli.synth.textures import background
 
 R = 128
@@ -87,20 +87,7 @@ def heads() -> dict[int, SyntheticHead]:
 def neutral_head() -> SyntheticHead:
     """Identity 0 with a neutral face shape (all factors 1, all offsets 0): mirror-symmetric geometry."""
     identity = random_identity(0, IDENTITY_SEED)
-    shape = dataclasses.replace(
-        identity.shape,
-        width=1.0,
-        height=1.0,
-        depth=1.0,
-        nose_length=0.0,
-        nose_width=1.0,
-        jaw_width=0.0,
-        chin_length=0.0,
-        chin_forward=0.0,
-        eye_size=1.0,
-        cheekbones=0.0,
-        mouth_width=1.0,
-    )
+    shape = FaceShape.neutral()
     return SyntheticHead(dataclasses.replace(identity, shape=shape))
 
 
