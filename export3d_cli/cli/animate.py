@@ -98,7 +98,7 @@ def animate(
     options = AnimateOptions(pose, expression, paste_back, side_by_side, audio=not no_audio)
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
 
-    results, failures = [], []
+    results, failures, errors = [], [], []
     with progress("Analysing the driver", quiet=quiet) as bar:
         driving = load_driving(driving_path, smoothing=smoothing, max_frames=max_frames, progress=bar.update)
         if driving.missing and not quiet:
@@ -120,6 +120,7 @@ def animate(
                     )
                 except Export3DError as error:
                     failures.append({"source": str(source), "error": error.message, "exit_code": error.exit_code})
+                    errors.append(error)
                     if not continue_on_error:
                         break
     if as_json:
@@ -129,7 +130,7 @@ def animate(
             typer.echo(result.output)
     if failures:
         if len(sources) == 1 and not as_json:
-            raise _single_failure(failures[0])
+            raise errors[0]
         for failure in failures:
             print(f"Error: {failure['error']}", file=sys.stderr)
         skipped = len(sources) - len(results) - len(failures)
@@ -139,11 +140,3 @@ def animate(
         print(summary, file=sys.stderr)
         codes = {failure["exit_code"] for failure in failures}
         raise typer.Exit(EXIT_USAGE if codes == {EXIT_USAGE} else EXIT_FAILURE)
-
-
-def _single_failure(failure: dict) -> Exception:
-    from export3d_cli.errors import Export3DError
-
-    error = Export3DError(failure["error"])
-    error.exit_code = failure["exit_code"]
-    return error
