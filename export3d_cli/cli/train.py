@@ -31,6 +31,14 @@ def train(
     steps: StepsOption = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Global batch size.")] = None,
     lr: Annotated[float | None, typer.Option("--lr", min=0.0, help="Learning rate.")] = None,
+    lr_decay_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--lr-decay-steps",
+            min=0,
+            help="Anneal the learning rate (half cosine) over the last N steps; 0 = constant; may change on resume.",
+        ),
+    ] = None,
     adversarial_weight: Annotated[
         float | None, typer.Option("--adversarial-weight", min=0.0, help="Weight of the optional GAN loss (0 = off).")
     ] = None,
@@ -63,6 +71,7 @@ def train(
         steps=steps,
         batch_size=batch_size,
         lr=lr,
+        lr_decay_steps=lr_decay_steps,
         adversarial_weight=adversarial_weight,
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,

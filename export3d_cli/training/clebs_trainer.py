@@ -36,7 +36,7 @@ from export3d_cli.training.checkpoint import (
 from export3d_cli.training.contrastive_loss import CLeBSContrastiveLoss, clebs_contrastive_loss
 from export3d_cli.training.dataset import ClipDataset, sample_clip_batch
 from export3d_cli.training.interrupts import deferred_interrupt
-from export3d_cli.training.train_config import ClebsTrainConfig, config_from_json, config_to_json
+from export3d_cli.training.train_config import ClebsTrainConfig, check_resumable, config_from_json, config_to_json
 
 CLEBS_DIR = "clebs"
 StepCallback = Callable[[int, int, dict[str, float]], None]
@@ -132,8 +132,7 @@ class ClebsTrainer:
             return False
         state = read_checkpoint_state(self.run_dir)
         saved = config_from_json(ClebsTrainConfig, state["config"])
-        if {**config_to_json(saved), "steps": 0} != {**config_to_json(self.config), "steps": 0}:
-            raise UsageError(f"{self.run_dir}: holds a run with other settings; use a new run folder")
+        check_resumable(self.run_dir, saved, self.config)
         state = load_checkpoint(
             self.run_dir, modules=self.modules(), optimizers={"clebs": self.optimizer}, numpy_rng=self.rng
         )

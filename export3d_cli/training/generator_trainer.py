@@ -48,7 +48,12 @@ from export3d_cli.training.losses import (
     generator_adversarial_loss,
     ssim,
 )
-from export3d_cli.training.train_config import GeneratorTrainConfig, config_from_json, config_to_json
+from export3d_cli.training.train_config import (
+    GeneratorTrainConfig,
+    check_resumable,
+    config_from_json,
+    config_to_json,
+)
 
 StepCallback = Callable[[int, int, dict[str, float]], None]
 
@@ -176,6 +181,10 @@ def train_step(
 ) -> dict[str, float]:
     """One optimisation step on this process's shard; returns the (process-averaged) loss terms."""
     export3d = state.model
+    lr = config.lr * config.lr_scale(state.step)
+    for optimizer in state.optimizers().values():
+        for group in optimizer.param_groups:
+            group["lr"] = lr
     state.optimizer.zero_grad(set_to_none=True)
     if state.discriminator is not None:
         state.discriminator.requires_grad_(False)
@@ -196,6 +205,7 @@ def train_step(
     state.step += 1
     logged = {name: float(all_reduce_mean(value.detach())) for name, value in terms.items()}
     logged["loss"] = float(all_reduce_mean(total.detach()))
+    logged["lr"] = lr
     return logged
 
 
@@ -272,8 +282,7 @@ class GeneratorTrainer:
             return False
         state = read_checkpoint_state(self.run_dir)
         saved = config_from_json(GeneratorTrainConfig, state["config"])
-        if {**config_to_json(saved), "steps": 0} != {**config_to_json(self.config), "steps": 0}:
-            raise UsageError(f"{self.run_dir}: holds a run with other settings; use a new run folder")
+        check_resumable(self.run_dir, saved, self.config)
         state = load_checkpoint(
             self.run_dir,
             modules=self.state.modules(),

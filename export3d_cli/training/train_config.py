@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,11 @@ class GeneratorTrainConfig:
     steps: int = 3000
     batch_size: int = 8  # global batch (split across processes)
     lr: float = 2e-4
+    # The last ``lr_decay_steps`` steps lower the learning rate along a half cosine to ``lr_final_ratio``·lr
+    # (0 = constant). Constant-then-anneal rather than a whole-run schedule, so a run can be extended with
+    # --steps and annealed only at its end.
+    lr_decay_steps: int = 0
+    lr_final_ratio: float = 0.02
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0
     l1_weight: float = 1.0
@@ -55,6 +61,16 @@ class GeneratorTrainConfig:
             raise UsageError(f"--expression-encoder must be 'clebs' or 'direct', got {self.expression_encoder!r}")
         if self.batch_size < 1 or self.steps < 0:
             raise UsageError("--batch-size must be at least 1 and --steps at least 0")
+        if self.lr_decay_steps < 0 or not 0.0 <= self.lr_final_ratio <= 1.0:
+            raise UsageError("--lr-decay-steps must be at least 0 and the final ratio within [0, 1]")
+
+    def lr_scale(self, step: int) -> float:
+        """Factor on the base learning rates for the update that takes the model from ``step`` to ``step + 1``."""
+        start = self.steps - self.lr_decay_steps
+        if self.lr_decay_steps == 0 or step < start:
+            return 1.0
+        progress = min((step - start + 1) / self.lr_decay_steps, 1.0)
+        return self.lr_final_ratio + (1.0 - self.lr_final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 CLEBS_PRESETS = {
@@ -74,6 +90,22 @@ GENERATOR_PRESETS = {
 def with_overrides(config: Any, **overrides: Any) -> Any:
     """``config`` with the non-None ``overrides`` applied (command-line options)."""
     return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# Settings that only say how far a run goes and how it reports: a checkpoint may be resumed with other values
+# (train longer, anneal at the new end, validate more often); every other setting must match.
+RESUMABLE_WITH_OTHER = ("steps", "lr_decay_steps", "eval_every", "checkpoint_every", "log_every")
+
+
+def check_resumable(run_dir: Any, saved: Any, config: Any) -> None:
+    """UsageError naming the settings that differ between a checkpoint's config and this run's."""
+    differing = [
+        field.name
+        for field in dataclasses.fields(config)
+        if field.name not in RESUMABLE_WITH_OTHER and getattr(saved, field.name) != getattr(config, field.name)
+    ]
+    if differing:
+        raise UsageError(f"{run_dir}: holds a run with other settings ({', '.join(differing)}); use a new run folder")
 
 
 def config_to_json(config: Any) -> dict[str, Any]:

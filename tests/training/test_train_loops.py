@@ -133,7 +133,7 @@ def test_clebs_resume_restores_the_state_and_refuses_other_settings(clebs_run, d
     trained = clebs_run.trainer.expression_encoder.state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in longer.expression_encoder.state_dict().items())
     other = ClebsTrainer(dataset, run_dir, with_overrides(clebs_run.trainer.config, lr=5e-4), torch.device("cpu"))
-    with pytest.raises(UsageError, match="other settings"):
+    with pytest.raises(UsageError, match=r"other settings \(lr\)"):
         other.resume_if_possible()
 
 
@@ -283,6 +283,34 @@ def test_resumed_training_repeats_the_uninterrupted_losses(uninterrupted, datase
     final = second.state.model.state_dict()
     for key, value in uninterrupted.final.items():
         torch.testing.assert_close(final[key], value, rtol=0, atol=1e-6, msg=key)
+
+
+def test_annealing_starts_at_the_end_and_a_constant_run_can_be_resumed_into_it(uninterrupted, dataset, tmp_path):
+    annealed_dir = tmp_path / "annealed"
+    annealed: dict[int, dict[str, float]] = {}
+    GeneratorTrainer(dataset, annealed_dir, _resume_config(lr_decay_steps=2), CPU).train(_record_terms(annealed))
+    base = _resume_config().lr
+    assert [annealed[step]["lr"] for step in range(1, 7)] == pytest.approx(
+        [base] * 4 + [base * (0.02 + 0.98 * 0.5), base * 0.02]
+    )
+    # Steps before the annealing window are those of the constant-rate run; the annealed steps differ.
+    before_window = (1, 2, 3, 4)
+    assert {s: annealed[s] for s in before_window} == {s: uninterrupted.records[s] for s in before_window}
+    assert annealed[6]["loss"] != uninterrupted.records[6]["loss"]
+
+    # Train 3 steps at a constant rate, then extend the run to 6 steps annealed over the last 2: the resumed
+    # steps are those of the run annealed from the start (the schedule may change on resume, the lr may not).
+    run_dir = tmp_path / "extended"
+    GeneratorTrainer(dataset, run_dir, _resume_config(steps=3), CPU).train()
+    extended = GeneratorTrainer(dataset, run_dir, _resume_config(lr_decay_steps=2), CPU)
+    assert extended.resume_if_possible() and extended.state.step == 3
+    late: dict[int, dict[str, float]] = {}
+    extended.train(_record_terms(late))
+    _assert_same_losses(late, annealed)
+    assert extended.state.optimizer.param_groups[0]["lr"] == pytest.approx(base * 0.02)
+    other_lr = GeneratorTrainer(dataset, run_dir, _resume_config(lr=base / 2), CPU)
+    with pytest.raises(UsageError, match=r"other settings \(lr\)"):
+        other_lr.resume_if_possible()
 
 
 def _interrupt_before_step(monkeypatch, step: int) -> None:
