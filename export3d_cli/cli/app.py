@@ -72,6 +72,7 @@ def _register_commands() -> None:
         info,
         novel_view,
         preprocess,
+        score,
         sweep_basis,
         synth,
         train,
@@ -88,6 +89,7 @@ def _register_commands() -> None:
     command(app, "train-clebs")(train_clebs.train_clebs)
     command(app, "train")(train.train)
     command(app, "evaluate")(evaluate.evaluate)
+    command(app, "score")(score.score)
 
 
 _register_commands()

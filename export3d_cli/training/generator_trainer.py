@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from export3d_cli.config import ModelConfig, preset
 from export3d_cli.errors import Interrupted, UsageError
+from export3d_cli.metrics.image_quality import ssim
 from export3d_cli.models.export3d import Export3D
 from export3d_cli.training.checkpoint import (
     has_checkpoint,
@@ -46,7 +47,6 @@ from export3d_cli.training.losses import (
     density_smoothness,
     discriminator_loss,
     generator_adversarial_loss,
-    ssim,
 )
 from export3d_cli.training.train_config import (
     GeneratorTrainConfig,

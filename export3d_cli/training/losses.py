@@ -1,8 +1,7 @@
 """Generator training losses (DESIGN §6): L1 on final and raw images, SSIM, density smoothness,
 an optional perceptual term and an optional adversarial term.
 
-- SSIM: Wang et al. 2004 with an 11×11 Gaussian window (σ = 1.5) on images
-  mapped to [0, 1]; the loss is 1 − SSIM.
+- SSIM (``metrics.image_quality``): the loss is 1 − SSIM.
 - Density smoothness: EG3D's regulariser — densities at random points in the
   tri-plane box and at the same points nudged by a tiny offset should agree.
 - Perceptual: L1 between VGG-16 feature maps (conv1_2 … conv5_3). The backbone
@@ -22,39 +21,6 @@ from torch import Tensor, nn
 
 from export3d_cli.errors import WeightsError
 from export3d_cli.models.rendering.triplane_sampler import sample_triplanes
-
-
-def _gaussian_window(size: int, sigma: float, channels: int, like: Tensor) -> Tensor:
-    coords = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
-
-
-def ssim(x: Tensor, y: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
-    """Mean SSIM per image. Shapes: x, y [B, C, H, W] in [-1, 1] -> [B]."""
-    x = (x + 1) / 2
-    y = (y + 1) / 2
-    channels = x.shape[1]
-    kernel = _gaussian_window(window, sigma, channels, x)
-    pad = window // 2
-
-    def blur(t: Tensor) -> Tensor:
-        return F.conv2d(F.pad(t, (pad, pad, pad, pad), mode="reflect"), kernel, groups=channels)
-
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
-    c1, c2 = 0.01**2, 0.03**2
-    score = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return score.flatten(1).mean(dim=1)
-
-
-def psnr(x: Tensor, y: Tensor) -> Tensor:
-    """PSNR in dB per image for images in [-1, 1] (peak = the [0, 1] range). Shapes: [B, C, H, W] -> [B]."""
-    mse = (((x + 1) / 2).clamp(0, 1) - ((y + 1) / 2).clamp(0, 1)).pow(2).flatten(1).mean(dim=1)
-    return -10.0 * torch.log10(mse.clamp_min(1e-12))
 
 
 def density_smoothness(

@@ -15,6 +15,7 @@ from torch import nn
 
 from export3d_cli.config import preset
 from export3d_cli.errors import WeightsError
+from export3d_cli.metrics.image_quality import psnr, ssim
 from export3d_cli.models.export3d import Export3D
 from export3d_cli.training.losses import (
     PatchDiscriminator,
@@ -22,8 +23,6 @@ from export3d_cli.training.losses import (
     density_smoothness,
     discriminator_loss,
     generator_adversarial_loss,
-    psnr,
-    ssim,
 )
 
 # torchvision's vgg16().features: numbers are conv output channels, "M" a 2x2 max-pool; a ReLU follows every conv.
