@@ -311,6 +311,8 @@ class GeneratorTrainer:
             self.dataset,
             max_clips=self.config.eval_clips,
             max_frames=self.config.eval_frames,
+            # AED and expression_r need only the face pipeline; the identity judges stay out of training.
+            identity_metrics=False,
         )
         if self.test_clips:
             write_sample_grid(

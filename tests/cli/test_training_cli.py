@@ -219,14 +219,29 @@ def test_evaluate_prints_one_json_object_with_an_independently_checked_baseline(
     assert metrics["psnr_same_baseline"] == pytest.approx(same, rel=1e-4)
     assert metrics["psnr_cross_baseline"] == pytest.approx(cross, rel=1e-4)
     assert metrics["frames"] == frames
+    for condition in ("same", "cross"):
+        for suffix in ("", "_baseline"):
+            assert {f"{m}_{condition}{suffix}" for m in ("csim", "aed", "apd", "face_found", "expression_r")} <= set(
+                metrics
+            )
+    assert {"akd_same", "akd_same_baseline", "face_pairs_same", "face_pairs_cross"} <= set(metrics)
+    # The baseline's output is the source frame itself: the face is always found and it is the same person.
+    assert metrics["face_found_same_baseline"] == 1.0 and metrics["csim_same_baseline"] == pytest.approx(1.0)
 
 
 def test_evaluate_text_output_lists_the_metrics(generator_run, synth_dataset):
     run_dir, _ = generator_run
     result = export3d("evaluate", run_dir / "model", synth_dataset, "--max-clips", 1, "--max-frames", 2, "-q")
     assert result.code == 0, result.stderr
-    names = [line.split(":")[0] for line in result.stdout.strip().splitlines()]
-    assert names[:2] == ["psnr_same", "ssim_same"] and "frames: 4" in result.stdout  # 1 same + 1 cross clip, 2 each
+    lines = result.stdout.strip().splitlines()
+    # The paper's Table 1 layout: a block per condition (1 same + 1 cross clip, 2 frames each), model and baseline.
+    assert lines[0].startswith("Same identity (self-reenactment): 2 frames")
+    assert lines[4].startswith("Cross identity: 2 frames")
+    assert lines[1].split()[:6] == ["PSNR↑", "SSIM↑", "AKD↓", "CSIM↑", "AED↓", "APD↓"]
+    assert lines[5].split()[:5] == ["PSNR↑", "SSIM↑", "CSIM↑", "AED↓", "APD↓"]
+    assert [line.split("  ")[0] for line in (lines[2], lines[3], lines[6], lines[7])] == ["export3d", "copy source"] * 2
+    assert lines[3].split()[5] == "1.000"  # the copied source is the source: CSIM 1 by construction
+    assert "dlib ResNet" in lines[-1]
 
 
 def test_evaluate_missing_weights_folder_is_a_usage_error(synth_dataset, tmp_path):

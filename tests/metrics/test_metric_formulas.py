@@ -59,7 +59,9 @@ def test_pearson_r_is_undefined_for_constant_or_too_short_series():
 def test_expression_correlations_follow_each_signal_separately():
     t = np.arange(20)
     jaw = 0.5 + 0.4 * np.sin(t / 3)
-    driving = np.stack([_beta(jawOpen=j, mouthSmileLeft=s, mouthSmileRight=s) for j, s in zip(jaw, t / 20, strict=True)])
+    driving = np.stack(
+        [_beta(jawOpen=j, mouthSmileLeft=s, mouthSmileRight=s) for j, s in zip(jaw, t / 20, strict=True)]
+    )
     # Jaw copied, smile reversed in time, blink never moves.
     generated = np.stack([_beta(jawOpen=j, mouthSmileLeft=s) for j, s in zip(jaw, t[::-1] / 20, strict=True)])
     r = expression_correlations(generated, driving)

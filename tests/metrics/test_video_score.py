@@ -72,5 +72,5 @@ def test_a_source_without_a_face_is_an_input_error(driving_video, tmp_path):
 
     blank = tmp_path / "blank.png"
     Image.new("RGB", (64, 64), (128, 128, 128)).save(blank)
-    with pytest.raises(InputError, match="blank.png: no face found"):
+    with pytest.raises(InputError, match=r"blank\.png: no face found"):
         score_video(driving_video.path, source=blank, driver=driving_video.path)

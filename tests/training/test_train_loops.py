@@ -216,6 +216,11 @@ def test_generator_run_folder_holds_checkpoint_log_and_samples(generator_run, mi
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert records[-1]["validation"] == generator_run.metrics
     assert {"psnr_same", "ssim_same", "psnr_cross", "frames"} <= set(generator_run.metrics)
+    # Validation sees the expression error too (face pipeline only; the identity judges stay out of training).
+    assert {"aed_same", "expression_r_same", "face_found_same", "aed_cross"} <= set(generator_run.metrics)
+    assert set(generator_run.metrics["expression_r_same"]) == {"jaw", "smile", "blink", "brow"}
+    assert generator_run.metrics["csim_same"] is None and generator_run.metrics["akd_same"] is None
+    assert 0.0 <= generator_run.metrics["face_found_same"] <= 1.0
 
 
 def test_generator_needs_a_clebs_run_unless_direct(dataset, tmp_path):
