@@ -16,7 +16,7 @@ import numpy as np
 
 from export3d_cli.metrics.expression import average_expression_distance, expression_correlations
 from export3d_cli.metrics.face_measurement import FaceMeasurement
-from export3d_cli.metrics.identity import cosine_similarity
+from export3d_cli.metrics.identity import identity_similarity
 from export3d_cli.metrics.keypoints import keypoint_distance
 from export3d_cli.metrics.pose import average_pose_distance
 
@@ -60,9 +60,9 @@ class ReenactmentScores:
         self.generated_faces += 1
         if generated.embedding is not None:
             if source_embedding is not None:
-                self.csim_source.append(cosine_similarity(generated.embedding, source_embedding))
+                self.csim_source.append(identity_similarity(generated.embedding, source_embedding))
             if driver_embedding is not None:
-                self.csim_driver.append(cosine_similarity(generated.embedding, driver_embedding))
+                self.csim_driver.append(identity_similarity(generated.embedding, driver_embedding))
         if driving is not None:
             self.generated_expression.append(generated.expression)
             self.driving_expression.append(driving.expression)

@@ -20,7 +20,7 @@ import numpy as np
 
 from export3d_cli.errors import InputError
 from export3d_cli.metrics.face_measurement import FaceMeter
-from export3d_cli.metrics.identity import cosine_similarity
+from export3d_cli.metrics.identity import identity_similarity
 from export3d_cli.metrics.image_quality import psnr, ssim, to_model_range
 from export3d_cli.metrics.reenactment_scores import ReenactmentScores
 
@@ -96,5 +96,5 @@ def score_video(
         raise InputError(f"{generated}: no frames to score")
     if driver_embedding is not None:
         # The driver's first face may come after the first generated faces: compare all of them at the end.
-        scores.csim_driver = [cosine_similarity(e, driver_embedding) for e in pending_driver_csim]
+        scores.csim_driver = [identity_similarity(e, driver_embedding) for e in pending_driver_csim]
     return scores.summary()

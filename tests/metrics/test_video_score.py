@@ -32,7 +32,7 @@ def test_a_video_scored_against_itself_is_perfect(driving_video):
     assert defined and all(r == pytest.approx(1.0) for r in defined)
     assert summary["psnr"] > 100 and summary["ssim"] == pytest.approx(1.0)
     # The same face as the photo it was made from, and as the driver's first face.
-    assert summary["csim_source"] > 0.95 and summary["csim_driver"] > 0.95
+    assert summary["csim_source"] > 0.8 and summary["csim_driver"] > 0.8  # strangers score <= 0.42 (test_identity)
 
 
 @pytest.fixture(scope="module")
