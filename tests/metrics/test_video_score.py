@@ -74,3 +74,15 @@ def test_a_source_without_a_face_is_an_input_error(driving_video, tmp_path):
     Image.new("RGB", (64, 64), (128, 128, 128)).save(blank)
     with pytest.raises(InputError, match=r"blank\.png: no face found"):
         score_video(driving_video.path, source=blank, driver=driving_video.path)
+
+
+def test_a_smaller_generated_video_is_resized_to_the_reference(driving_video, tmp_path):
+    """A half-size copy of the truth: compared at the reference's size, keypoints land within a pixel or two."""
+    import cv2
+
+    with VideoReader(driving_video.path) as reader:
+        half = [cv2.resize(frame, (128, 128), interpolation=cv2.INTER_AREA) for frame in reader]
+    small = write_video(tmp_path / "small.mp4", half)
+    summary = score_video(small, source=EXAMPLE_PHOTO, driver=driving_video.path, reference=driving_video.path)
+    assert summary["frames"] == driving_video.frames
+    assert summary["akd"] < 2.0 and summary["psnr"] > 25
