@@ -4,8 +4,14 @@ One object per condition (e.g. same-identity, or the copy-the-source baseline).
 Every pair counts in ``frames``; ``face_found`` is the share of generated
 frames with a face. AED, APD and expression_r use only the pairs where both the
 generated and the driving frame have a face, AKD only those where generated and
-reference both do; the pairs left out are counted (``excluded``), never filled
-in. CSIM is averaged over generated frames with a face.
+reference both do; the pairs left out are counted, never filled in. CSIM is
+averaged over generated frames with a face.
+
+Pairs from several clips (``evaluate``) are grouped with ``new_clip``:
+expression_r then centres each clip's series on its own means before pooling,
+so it measures whether the face follows the driver *within* a clip. Pooled raw
+series would also correlate clip-level offsets — e.g. a copied source whose
+resting smile matches its own clip's — which is not following the driver.
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ class ReenactmentScores:
     akd: list[float] = field(default_factory=list)
     psnr: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
+    clip_of_pair: list[int] = field(default_factory=list)
+    clip: int = 0
+
+    def new_clip(self) -> None:
+        """Pairs added from now on belong to another clip (see the module docstring)."""
+        self.clip += 1
 
     def add(
         self,
@@ -68,6 +80,7 @@ class ReenactmentScores:
             self.driving_expression.append(driving.expression)
             self.generated_angles.append(generated.angles)
             self.driving_angles.append(driving.angles)
+            self.clip_of_pair.append(self.clip)
         if reference is not None and generated.keypoints is not None and reference.keypoints is not None:
             self.akd.append(keypoint_distance(generated.keypoints, reference.keypoints, reference.crop_transform))
 
@@ -92,7 +105,13 @@ class ReenactmentScores:
     def expression_r(self) -> dict[str, float | None]:
         if not self.generated_expression:
             return expression_correlations(np.zeros((0, 52)), np.zeros((0, 52)))
-        return expression_correlations(np.stack(self.generated_expression), np.stack(self.driving_expression))
+        generated, driving = np.stack(self.generated_expression), np.stack(self.driving_expression)
+        clips = np.array(self.clip_of_pair)
+        for clip in np.unique(clips):
+            rows = clips == clip
+            generated[rows] -= generated[rows].mean(axis=0)
+            driving[rows] -= driving[rows].mean(axis=0)
+        return expression_correlations(generated, driving)
 
     def face_found(self) -> float | None:
         return self.generated_faces / self.frames if self.frames else None

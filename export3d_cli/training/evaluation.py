@@ -90,6 +90,8 @@ def _score(
     features = model.encode_source(source_image)
     source_face = judges.measure(_to_uint8(source_image)[0], identity=True, keypoints=same_identity)
     source_embedding = None if source_face is None else source_face.embedding
+    condition.model.new_clip()
+    condition.baseline.new_clip()
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
         driving = dataset.batch(driving_clip, chunk)
