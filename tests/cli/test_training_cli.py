@@ -251,3 +251,25 @@ def test_evaluate_missing_weights_folder_is_a_usage_error(synth_dataset, tmp_pat
 def test_evaluate_unknown_split_is_a_usage_error(generator_run, synth_dataset):
     run_dir, _ = generator_run
     _assert_one_error_line(export3d("evaluate", run_dir / "model", synth_dataset, "--split", "val", "-q"))
+
+
+def test_evaluate_on_a_dataset_without_cross_clips_drives_each_source_by_another_identity(
+    generator_run, synth_dataset, tmp_path
+):
+    """A real dataset (export3d preprocess) has no cross-identity ground truth: cross pairs come from the test split."""
+    real = tmp_path / "real"
+    shutil.copytree(synth_dataset, real)
+    manifest = json.loads((real / "manifest.json").read_text())
+    manifest["clips"] = [clip for clip in manifest["clips"] if not clip["extra"].get("cross_identity")]
+    (real / "manifest.json").write_text(json.dumps(manifest))
+    test_clips = [clip for clip in manifest["clips"] if clip["split"] == "test"]
+    assert len({clip["identity"] for clip in test_clips}) == 2
+    run_dir, _ = generator_run
+    result = export3d_process("evaluate", run_dir / "model", real, "--json", "-q")
+    assert result.code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["cross_ground_truth"] is False
+    # Every valid frame of each test clip drives the other identity's source; no ground truth, so no PSNR/SSIM.
+    assert metrics["frames_cross"] == sum(clip["valid_frames"] for clip in test_clips)
+    assert metrics["psnr_cross"] is None and metrics["ssim_cross"] is None
+    assert metrics["aed_cross_baseline"] is not None and metrics["csim_cross_baseline"] == pytest.approx(1.0)
