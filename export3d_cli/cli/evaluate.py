@@ -87,9 +87,9 @@ def evaluation_table(metrics: dict) -> list[str]:
     lines = []
     for name, title in (("same", "Same identity (self-reenactment)"), ("cross", "Cross identity")):
         columns = _COLUMNS[name]
-        lines.append(
-            f"{title}: {metrics[f'frames_{name}']} frames, {metrics[f'face_pairs_{name}']} with faces on both sides"
-        )
+        measured = metrics[f"face_found_{name}"] is not None
+        faces = f"{metrics[f'face_pairs_{name}']} with faces on both sides" if measured else "faces not measured"
+        lines.append(f"{title}: {metrics[f'frames_{name}']} frames, {faces}")
         lines.append(
             f"{'':18}"
             + "".join(f"{_HEADERS[c]:>8}" for c in columns)

@@ -273,3 +273,14 @@ def test_evaluate_on_a_dataset_without_cross_clips_drives_each_source_by_another
     assert metrics["frames_cross"] == sum(clip["valid_frames"] for clip in test_clips)
     assert metrics["psnr_cross"] is None and metrics["ssim_cross"] is None
     assert metrics["aed_cross_baseline"] is not None and metrics["csim_cross_baseline"] == pytest.approx(1.0)
+
+
+def test_evaluate_without_face_metrics_keeps_psnr_and_ssim_only(generator_run, synth_dataset):
+    run_dir, _ = generator_run
+    result = export3d("evaluate", run_dir / "model", synth_dataset, "--no-face-metrics", "--max-clips", 1, "-q")
+    assert result.code == 0, result.stderr
+    assert "faces not measured" in result.stdout.splitlines()[0]
+    as_json = export3d("evaluate", run_dir / "model", synth_dataset, "--no-face-metrics", "--json", "-q")
+    metrics = json.loads(as_json.stdout)
+    assert isinstance(metrics["psnr_same"], float)
+    assert metrics["aed_same"] is None and metrics["csim_same"] is None and metrics["expression_r_same"] is None
