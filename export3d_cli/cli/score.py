@@ -65,10 +65,14 @@ def score(
     as_json: JsonOption = False,
 ) -> None:
     """Score a generated video: identity (CSIM), expression (AED, r), pose (APD), face found; PSNR/SSIM/AKD too."""
+    from export3d_cli.cli.progress import warn
     from export3d_cli.metrics.video_score import score_video
 
     with progress(f"Scoring {generated.name}", quiet=quiet) as bar:
         summary = score_video(generated, source=source, driver=driver, reference=reference, progress=bar.update)
+    if not quiet:
+        for message in summary["warnings"]:
+            warn(message)
     with_reference = reference is not None
     if as_json:
         keys = SCORE_KEYS + (REFERENCE_KEYS if with_reference else ())

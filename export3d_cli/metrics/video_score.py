@@ -45,6 +45,16 @@ def _source_embedding(meter: FaceMeter, source: Path) -> np.ndarray:
     return measured.embedding
 
 
+def _length_and_decode_warnings(readers: list, scored: int) -> list[str]:
+    """One line for each video that stopped decoding early or that has frames beyond the scored ones."""
+    warnings = [f"{reader.info.path}: decoding stopped early: {reader.error}" for reader in readers if reader.error]
+    for reader in readers:
+        expected = reader.info.frame_count
+        if expected is not None and expected > scored + 1:
+            warnings.append(f"{reader.info.path}: about {expected} frames; only the first {scored} were scored")
+    return warnings
+
+
 def score_video(
     generated: str | Path,
     *,
@@ -53,7 +63,10 @@ def score_video(
     reference: str | Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict:
-    """The metrics of ``ReenactmentScores.summary`` for one generated video (see the module docstring)."""
+    """The metrics of ``ReenactmentScores.summary`` for one generated video (see the module docstring).
+
+    ``warnings`` in the result lists videos that stopped decoding early or were longer than the scored pairs.
+    """
     from export3d_cli.media.video_reader import VideoReader
 
     with ExitStack() as stack:
@@ -66,7 +79,7 @@ def score_video(
         total = None if None in counts else min(counts)
         scores = ReenactmentScores()
         driver_embedding: np.ndarray | None = None
-        pending_driver_csim: list[np.ndarray] = []
+        generated_embeddings: list[np.ndarray] = []
         for frames in zip(*readers, strict=False):
             generated_frame, driving_frame = frames[0], frames[1]
             reference_frame = frames[2] if reference is not None else None
@@ -89,12 +102,13 @@ def score_video(
                 with_reference=reference is not None,
             )
             if generated_face is not None:
-                pending_driver_csim.append(generated_face.embedding)
+                generated_embeddings.append(generated_face.embedding)
             if progress is not None:
                 progress(scores.frames, total)
+        warnings = _length_and_decode_warnings(readers, scores.frames)
     if scores.frames == 0:
         raise InputError(f"{generated}: no frames to score")
     if driver_embedding is not None:
         # The driver's first face may come after the first generated faces: compare all of them at the end.
-        scores.csim_driver = [identity_similarity(e, driver_embedding) for e in pending_driver_csim]
-    return scores.summary()
+        scores.csim_driver = [identity_similarity(e, driver_embedding) for e in generated_embeddings]
+    return {**scores.summary(), "warnings": warnings}

@@ -79,3 +79,15 @@ def test_a_generated_video_without_faces_scores_zero_faces_and_no_face_metrics(f
     assert summary["face_found"] == 0.0
     assert summary["csim_source"] is summary["aed"] is summary["apd"] is None
     assert set(summary["expression_r"].values()) == {None}
+
+
+def test_score_warns_when_the_driver_is_longer_and_when_decoding_stops_early(driving_video, truncated_video):
+    result = invoke("score", truncated_video, "--source", EXAMPLE_PHOTO, "--driver", driving_video.path, "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert 0 < summary["frames"] < driving_video.frames
+    warnings = [line for line in result.err.splitlines() if line.startswith("Warning:")]
+    assert any("truncated.mkv: decoding stopped early" in line for line in warnings), result.err
+    assert any(f"driving.mp4: about {driving_video.frames} frames; only the first" in line for line in warnings)
+    quiet = invoke("score", truncated_video, "--source", EXAMPLE_PHOTO, "--driver", driving_video.path, "-q")
+    assert "Warning" not in quiet.err
