@@ -1,0 +1,196 @@
+"""Measure why a model's expression does not follow the driver (issue: expression control).
+
+Four measurements on a dataset made by ``export3d synth`` (or ``preprocess``), printed as JSON:
+
+- ``response``: for held-out sources, set ONE signal of the source's own β (jaw, smile, blink, brow) to
+  0, 0.25, …, 1 (camera and every other blendshape kept) and re-measure that signal on the output with the
+  face pipeline. slope = (output at 1 − output at 0); a model with expression control has slope near 1.
+- ``skip_swap``: the R/2 stem features (the generator's skip path) of the clip's most-open-jaw frame
+  combined with the tokens and β of its most-closed frame, and the reverse: if the output's jawOpen follows
+  the skip features rather than β, the skip path carries the source's expression.
+- ``pair_difference``: |Δ signal| between source and driving frames of training pairs drawn as the trainer
+  draws them, against the spread (std) of the signal over the whole training split.
+- ``range``: percentiles of each signal over the dataset's measured frames.
+- ``embedding``: how much β' = f_e(β) varies over the test frames (total std over frames / mean norm) and how well
+  each signal can be read back from β' linearly (R² of a least-squares fit): what the generator can use.
+- ``token_swap`` (in ``skip_swap``): the same swap for the source tokens (the ViT path) instead of the skip.
+
+    python tools/diagnose_expression_control.py WEIGHTS DATASET [--clips N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from export3d_cli.face.blendshapes import BLENDSHAPE_INDEX
+from export3d_cli.metrics.expression import EXPRESSION_SIGNALS, expression_signal
+from export3d_cli.metrics.face_measurement import FaceMeter
+from export3d_cli.models.generator import SourceFeatures
+from export3d_cli.models.weights_io import load_model
+from export3d_cli.training.dataset import ClipDataset
+from export3d_cli.training.evaluation import _to_uint8
+
+LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _measure(meter: FaceMeter, images: torch.Tensor, signal: str) -> list[float | None]:
+    values = []
+    for image in _to_uint8(images):
+        face = meter.measure(image)
+        values.append(None if face is None else float(expression_signal(face.expression[None], signal)[0]))
+    return values
+
+
+@torch.no_grad()
+def response(model, data: ClipDataset, clips, meter: FaceMeter) -> dict:
+    result = {}
+    for signal, names in EXPRESSION_SIGNALS.items():
+        slopes, found = [], 0
+        for clip in clips:
+            index = int(data.valid_indices(clip.id)[0])
+            batch = data.batch(clip.id, [index])
+            features = model.encode_source(batch.images)
+            expression = batch.expression.repeat(len(LEVELS), 1)
+            for row, level in enumerate(LEVELS):
+                for name in names:
+                    expression[row, BLENDSHAPE_INDEX[name]] = level
+            output = model.render(features, expression, batch.camera.repeat(len(LEVELS), 1)).image
+            measured = _measure(meter, output, signal)
+            found += sum(value is not None for value in measured)
+            if measured[0] is not None and measured[-1] is not None:
+                slopes.append(measured[-1] - measured[0])
+        result[signal] = {
+            "slope_median": float(np.median(slopes)) if slopes else None,
+            "slope_mean": float(np.mean(slopes)) if slopes else None,
+            "sources": len(slopes),
+            "face_found": found / (len(clips) * len(LEVELS)),
+        }
+    return result
+
+
+@torch.no_grad()
+def skip_swap(model, data: ClipDataset, clips, meter: FaceMeter) -> dict:
+    rows = []
+    for clip in clips:
+        valid = data.valid_indices(clip.id)
+        jaw = expression_signal(data.params(clip.id).expression[valid], "jaw")
+        closed, opened = int(valid[np.argmin(jaw)]), int(valid[np.argmax(jaw)])
+        if jaw.max() - jaw.min() < 0.15:
+            continue
+        batch = data.batch(clip.id, [closed, opened])
+        features = model.encode_source(batch.images)
+        mixed = SourceFeatures(tokens=features.tokens, skip=features.skip.flip(0), grid=features.grid)
+        tokens_mixed = SourceFeatures(tokens=features.tokens.flip(0), skip=features.skip, grid=features.grid)
+        # Row 0: β and tokens of the closed frame; skip of the open frame (and row 1 the reverse).
+        own = model.render(features, batch.expression, batch.camera).image
+        swapped = model.render(mixed, batch.expression, batch.camera).image
+        token_swapped = model.render(tokens_mixed, batch.expression, batch.camera).image
+        own_jaw, swapped_jaw = _measure(meter, own, "jaw"), _measure(meter, swapped, "jaw")
+        token_jaw = _measure(meter, token_swapped, "jaw")
+        if None in own_jaw or None in swapped_jaw or None in token_jaw:
+            continue
+        rows.append(
+            {
+                "driver_jaw": [float(jaw.min()), float(jaw.max())],
+                "output_jaw_own_skip": own_jaw,
+                "output_jaw_swapped_skip": swapped_jaw,
+                "output_jaw_swapped_tokens": token_jaw,
+            }
+        )
+    closed_gain = [row["output_jaw_swapped_skip"][0] - row["output_jaw_own_skip"][0] for row in rows]
+    open_loss = [row["output_jaw_own_skip"][1] - row["output_jaw_swapped_skip"][1] for row in rows]
+    if not rows:
+        return {"clips": 0}
+    return {
+        "clips": len(rows),
+        "closed_beta_open_skip_minus_own": float(np.mean(closed_gain)),
+        "closed_beta_open_tokens_minus_own": float(
+            np.mean([r["output_jaw_swapped_tokens"][0] - r["output_jaw_own_skip"][0] for r in rows])
+        ),
+        "open_beta_own_minus_closed_skip": float(np.mean(open_loss)),
+        "driver_jaw_difference": float(np.mean([r["driver_jaw"][1] - r["driver_jaw"][0] for r in rows])),
+        "own_skip_output_difference": float(
+            np.mean([r["output_jaw_own_skip"][1] - r["output_jaw_own_skip"][0] for r in rows])
+        ),
+    }
+
+
+def pair_difference(data: ClipDataset, pairs: int, seed: int) -> dict:
+    clips = data.clips("train")
+    rng = np.random.default_rng(seed)
+    all_beta = np.concatenate([data.params(c.id).expression[data.valid_indices(c.id)] for c in clips])
+    deltas = {signal: [] for signal in EXPRESSION_SIGNALS}
+    # As ``sample_pairs`` draws them: source and driving frame of one clip, independently.
+    for _ in range(pairs):
+        clip = clips[int(rng.integers(len(clips)))]
+        params = data.params(clip.id)
+        valid = data.valid_indices(clip.id)
+        source, driving = int(valid[rng.integers(len(valid))]), int(valid[rng.integers(len(valid))])
+        for signal in EXPRESSION_SIGNALS:
+            pair = expression_signal(params.expression[[source, driving]], signal)
+            deltas[signal].append(abs(float(pair[1] - pair[0])))
+    return {
+        signal: {
+            "mean_abs_pair_difference": float(np.mean(values)),
+            "dataset_std": float(expression_signal(all_beta, signal).std()),
+        }
+        for signal, values in deltas.items()
+    }
+
+
+@torch.no_grad()
+def embedding(model, data: ClipDataset) -> dict:
+    clips = data.clips("test")
+    beta = np.concatenate([data.params(c.id).expression[data.valid_indices(c.id)] for c in clips])
+    embedded = model.expression_encoder(torch.from_numpy(beta).float()).numpy().astype(np.float64)  # [N, d]
+    design = np.concatenate([embedded, np.ones((len(embedded), 1))], axis=1)
+    readback = {}
+    for signal in EXPRESSION_SIGNALS:
+        target = expression_signal(beta, signal)
+        fitted = design @ np.linalg.lstsq(design, target, rcond=None)[0]
+        readback[signal] = float(1 - ((target - fitted) ** 2).sum() / ((target - target.mean()) ** 2).sum())
+    return {
+        "frames": len(beta),
+        "std_over_frames_per_mean_norm": float(
+            np.sqrt(embedded.var(axis=0).sum()) / np.linalg.norm(embedded, axis=1).mean()
+        ),
+        "linear_readback_r2": readback,
+    }
+
+
+def signal_range(data: ClipDataset) -> dict:
+    beta = np.concatenate([data.params(c.id).expression[data.valid_indices(c.id)] for c in data.manifest.clips])
+    return {
+        signal: {f"p{q}": float(np.percentile(expression_signal(beta, signal), q)) for q in (5, 50, 95, 99, 100)}
+        for signal in EXPRESSION_SIGNALS
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights")
+    parser.add_argument("dataset")
+    parser.add_argument("--clips", type=int, default=12)
+    parser.add_argument("--pairs", type=int, default=4000)
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    model = load_model(args.weights).eval()
+    data = ClipDataset(args.dataset, resolution=model.config.resolution)
+    clips = data.clips("test")[: args.clips]
+    with FaceMeter() as meter:
+        report = {
+            "response": response(model, data, clips, meter),
+            "skip_swap": skip_swap(model, data, data.clips("test"), meter),
+            "pair_difference": pair_difference(data, args.pairs, seed=0),
+            "range": signal_range(data),
+            "embedding": embedding(model, data),
+        }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
