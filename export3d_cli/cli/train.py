@@ -53,6 +53,14 @@ def train(
     deterministic_render: Annotated[
         bool, typer.Option("--deterministic-render", help="Render without EG3D's sample jitter in training.")
     ] = False,
+    init: Annotated[
+        str | None,
+        typer.Option("--init", help="Start from trained weights (a model folder, e.g. a run's model/); brings CLeBS."),
+    ] = None,
+    pair_sampling: Annotated[
+        str | None,
+        typer.Option("--pair-sampling", help="uniform (paper) or expression: favour pairs whose expressions differ."),
+    ] = None,
     seed: SeedOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -77,6 +85,8 @@ def train(
         checkpoint_every=checkpoint_every,
         seed=seed,
         stochastic_render=False if deterministic_render else None,
+        init_weights=init,
+        pair_sampling=pair_sampling,
     )
     group = setup_process_group(device)
     try:

@@ -94,6 +94,11 @@ class ClipDataset:
         return np.flatnonzero(self.params(clip_id).valid)
 
 
+# |Δβ|₁ added to every candidate's weight in expression-weighted pair sampling (a typical |Δβ|₁ between two
+# frames of a synthetic talking-head clip is ~1; 0.05 keeps identical frames possible but rare).
+EXPRESSION_SAMPLING_FLOOR = 0.05
+
+
 @dataclass(frozen=True)
 class PairBatch:
     """Source and driving frames of the same clips. Shapes as in FrameBatch; ``driving`` holds β_D and p_D."""
@@ -102,15 +107,33 @@ class PairBatch:
     driving: FrameBatch
 
 
-def sample_pairs(dataset: ClipDataset, clips: list[ClipRecord], batch_size: int, rng: np.random.Generator) -> PairBatch:
-    """(S, D) pairs from the same clip (paper §3.2): D is a frame where the face was found."""
+def sample_pairs(
+    dataset: ClipDataset,
+    clips: list[ClipRecord],
+    batch_size: int,
+    rng: np.random.Generator,
+    sampling: str = "uniform",
+) -> PairBatch:
+    """(S, D) pairs from the same clip (paper §3.2): D is a frame where the face was found.
+
+    ``sampling="expression"`` draws D with probability proportional to |β_D − β_S|₁ (plus a floor, so a clip
+    that never changes expression still gives pairs): within a short clip most frames share the source's
+    smile and brows, and uniform pairs teach the generator that copying the source's expression is enough.
+    """
     sources, targets, expressions, cameras = [], [], [], []
     for _ in range(batch_size):
         clip = clips[int(rng.integers(len(clips)))]
         valid = dataset.valid_indices(clip.id)
         count = dataset.params(clip.id).num_frames
-        driving = int(valid[rng.integers(len(valid))]) if len(valid) else int(rng.integers(count))
         source = int(rng.integers(count))
+        if not len(valid):
+            driving = int(rng.integers(count))
+        elif sampling == "expression":
+            beta = dataset.params(clip.id).expression
+            weights = np.abs(beta[valid] - beta[source]).sum(axis=1) + EXPRESSION_SAMPLING_FLOOR
+            driving = int(valid[rng.choice(len(valid), p=weights / weights.sum())])
+        else:
+            driving = int(valid[rng.integers(len(valid))])
         pair = dataset.batch(clip.id, [source, driving])
         sources.append(pair.images[0])
         targets.append(pair.images[1])

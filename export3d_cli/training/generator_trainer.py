@@ -97,10 +97,15 @@ class TrainingState:
 def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: torch.device) -> TrainingState:
     torch.manual_seed(config.seed)
     model = Export3D(model_config_for(config)).to(device)
-    if config.expression_encoder == "clebs":
+    if config.init_weights:
+        if clebs_run is not None:
+            raise UsageError("--init WEIGHTS brings its own CLeBS: leave out --clebs")
+        _load_initial_weights(model, config.init_weights)
+    elif config.expression_encoder == "clebs":
         if clebs_run is None:
             raise UsageError("--clebs RUN is required (or use --expression-encoder direct for the ablation)")
         load_expression_encoder(model.expression_encoder, clebs_run)
+    if config.expression_encoder == "clebs":
         model.expression_encoder.requires_grad_(False)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -111,6 +116,18 @@ def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: to
         discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=(0.0, 0.99))
     rng = np.random.default_rng([config.seed, 5])
     return TrainingState(model, ema, optimizer, discriminator, discriminator_optimizer, rng)
+
+
+def _load_initial_weights(model: Export3D, reference: str) -> None:
+    """Start from a trained model (``--init``): its config must be the one this run trains."""
+    from export3d_cli.models.weights_io import load_model
+
+    initial = load_model(reference)
+    if initial.config != model.config:
+        raise UsageError(
+            f"--init {reference}: its model config differs from this run's (preset and --expression-encoder must match)"
+        )
+    model.load_state_dict(initial.state_dict(), strict=True)
 
 
 @torch.no_grad()
@@ -359,7 +376,7 @@ class GeneratorTrainer:
 
     def _one_step(self, part: slice, on_step: StepCallback | None) -> None:
         config = self.config
-        batch = sample_pairs(self.dataset, self.train_clips, config.batch_size, self.state.rng)
+        batch = sample_pairs(self.dataset, self.train_clips, config.batch_size, self.state.rng, config.pair_sampling)
         shard = _shard(batch, part, self.group.device)
         terms = train_step(self.state, self.model, shard, config, self.perceptual)
         step = self.state.step

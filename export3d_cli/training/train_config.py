@@ -25,6 +25,9 @@ class ClebsTrainConfig:
     seed: int = 0
 
 
+PAIR_SAMPLINGS = ("uniform", "expression")
+
+
 @dataclass(frozen=True)
 class GeneratorTrainConfig:
     """Stage 2 (paper §3.2-3.3): G, the renderer's decoder and SR trained to reconstruct D from S, β_D, p_D."""
@@ -55,8 +58,15 @@ class GeneratorTrainConfig:
     eval_frames: int = 8
     log_every: int = 10
     seed: int = 0
+    # A trained model folder to start from (all of G, renderer, SR and its frozen CLeBS); "" = from scratch.
+    init_weights: str = ""
+    # "uniform": the driving frame is any measured frame of the source's clip (paper §3.2). "expression": drawn
+    # with probability proportional to |β_D − β_S|₁, so pairs whose expressions differ are seen more often.
+    pair_sampling: str = "uniform"
 
     def __post_init__(self) -> None:
+        if self.pair_sampling not in PAIR_SAMPLINGS:
+            raise UsageError(f"--pair-sampling must be one of {', '.join(PAIR_SAMPLINGS)}, got {self.pair_sampling!r}")
         if self.expression_encoder not in ("clebs", "direct"):
             raise UsageError(f"--expression-encoder must be 'clebs' or 'direct', got {self.expression_encoder!r}")
         if self.batch_size < 1 or self.steps < 0:

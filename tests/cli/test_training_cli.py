@@ -284,3 +284,43 @@ def test_evaluate_without_face_metrics_keeps_psnr_and_ssim_only(generator_run, s
     metrics = json.loads(as_json.stdout)
     assert isinstance(metrics["psnr_same"], float)
     assert metrics["aed_same"] is None and metrics["csim_same"] is None and metrics["expression_r_same"] is None
+
+
+def test_train_init_starts_from_the_given_weights(generator_run, synth_dataset, tmp_path):
+    from safetensors.numpy import load_file
+
+    run_dir, trained = generator_run
+    assert trained.code == 0, trained.stderr
+    init = run_dir / "model"
+    result = export3d(
+        "train", synth_dataset, "-o", tmp_path / "run", "--preset", "tiny", "--expression-encoder", "direct",
+        "--init", init, "--steps", 0, "--eval-every", 0, "--json", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    start, exported = (
+        load_file(str(init / "model.safetensors")),
+        load_file(str(tmp_path / "run" / "model" / "model.safetensors")),
+    )
+    assert start.keys() == exported.keys()
+    assert all(np.array_equal(start[name], exported[name]) for name in start)
+
+
+def test_train_init_with_another_preset_or_with_clebs_is_a_usage_error(
+    generator_run, clebs_run, synth_dataset, tmp_path
+):
+    run_dir, _ = generator_run
+    other = export3d("train", synth_dataset, "-o", tmp_path / "a", "--preset", "small-128", "--init", run_dir / "model")
+    _assert_one_error_line(other)
+    assert "--init" in other.stderr and "config differs" in other.stderr
+    both = export3d(
+        "train", synth_dataset, "-o", tmp_path / "b", "--preset", "tiny", "--init", run_dir / "model",
+        "--clebs", clebs_run[0],
+    )  # fmt: skip
+    _assert_one_error_line(both)
+    assert "leave out --clebs" in both.stderr
+
+
+def test_train_unknown_pair_sampling_is_a_usage_error(synth_dataset, tmp_path):
+    result = export3d("train", synth_dataset, "-o", tmp_path / "run", "--pair-sampling", "random")
+    _assert_one_error_line(result)
+    assert "--pair-sampling" in result.stderr
