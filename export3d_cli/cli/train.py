@@ -42,6 +42,10 @@ def train(
     adversarial_weight: Annotated[
         float | None, typer.Option("--adversarial-weight", min=0.0, help="Weight of the optional GAN loss (0 = off).")
     ] = None,
+    region_weight: Annotated[
+        float | None,
+        typer.Option("--region-weight", min=0.0, help="Extra L1 on mouth, eyes and brows (0 = off, the paper)."),
+    ] = None,
     perceptual_weights: Annotated[
         Path | None,
         typer.Option("--perceptual-weights", help="VGG-16 features as safetensors, for the perceptual loss (local)."),
@@ -81,6 +85,7 @@ def train(
         lr=lr,
         lr_decay_steps=lr_decay_steps,
         adversarial_weight=adversarial_weight,
+        region_weight=region_weight,
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,
         seed=seed,

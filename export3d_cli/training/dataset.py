@@ -33,11 +33,13 @@ def is_cross_identity(clip: ClipRecord) -> bool:
 
 @dataclass(frozen=True)
 class FrameBatch:
-    """Shapes: images [B, 3, R, R] in [-1, 1], expression [B, E], camera [B, 25]."""
+    """Shapes: images [B, 3, R, R] in [-1, 1], expression [B, E], camera [B, 25], landmarks [B, 478, 2]
+    (pixels of the R×R images; where the face pipeline or the synthetic mesh put them)."""
 
     images: Tensor
     expression: Tensor
     camera: Tensor
+    landmarks: Tensor
 
 
 class ClipDataset:
@@ -87,6 +89,7 @@ class ClipDataset:
             images=self.images(clip_id, index),
             expression=torch.from_numpy(params.expression[index]),
             camera=torch.from_numpy(params.camera[index]),
+            landmarks=torch.from_numpy(params.landmarks[index] * (self.resolution / self.manifest.resolution)),
         )
 
     def valid_indices(self, clip_id: str) -> np.ndarray:
@@ -120,7 +123,7 @@ def sample_pairs(
     that never changes expression still gives pairs): within a short clip most frames share the source's
     smile and brows, and uniform pairs teach the generator that copying the source's expression is enough.
     """
-    sources, targets, expressions, cameras = [], [], [], []
+    sources, targets, expressions, cameras, landmarks = [], [], [], [], []
     for _ in range(batch_size):
         clip = clips[int(rng.integers(len(clips)))]
         valid = dataset.valid_indices(clip.id)
@@ -139,9 +142,12 @@ def sample_pairs(
         targets.append(pair.images[1])
         expressions.append(pair.expression[1])
         cameras.append(pair.camera[1])
+        landmarks.append(pair.landmarks[1])
     return PairBatch(
         source=torch.stack(sources),
-        driving=FrameBatch(torch.stack(targets), torch.stack(expressions), torch.stack(cameras)),
+        driving=FrameBatch(
+            torch.stack(targets), torch.stack(expressions), torch.stack(cameras), torch.stack(landmarks)
+        ),
     )
 
 

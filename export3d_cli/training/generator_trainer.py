@@ -46,6 +46,7 @@ from export3d_cli.training.losses import (
     PerceptualLoss,
     density_smoothness,
     discriminator_loss,
+    expression_region_mask,
     generator_adversarial_loss,
 )
 from export3d_cli.training.train_config import (
@@ -156,6 +157,9 @@ def compute_losses(
         "raw_l1": (output.image_raw - raw_target).abs().mean(),
         "ssim": 1.0 - ssim(output.image, target).mean(),
     }
+    if config.region_weight > 0:
+        mask = expression_region_mask(batch.driving.landmarks, target.shape[-1]).to(target)  # [B, 1, R, R]
+        terms["region_l1"] = (mask * (output.image - target).abs()).sum() / (3 * mask.sum()).clamp_min(1.0)
     if config.density_weight > 0:
         renderer = export3d.renderer.config
         terms["density"] = density_smoothness(
@@ -170,6 +174,7 @@ def compute_losses(
         "raw_l1": config.raw_weight,
         "ssim": config.ssim_weight,
         "density": config.density_weight,
+        "region_l1": config.region_weight,
         "perceptual": config.perceptual_weight,
         "adversarial": config.adversarial_weight,
     }
@@ -184,7 +189,10 @@ def _shard(batch: PairBatch, part: slice, device: torch.device) -> PairBatch:
     return PairBatch(
         source=batch.source[part].to(device),
         driving=FrameBatch(
-            driving.images[part].to(device), driving.expression[part].to(device), driving.camera[part].to(device)
+            driving.images[part].to(device),
+            driving.expression[part].to(device),
+            driving.camera[part].to(device),
+            driving.landmarks[part].to(device),
         ),
     )
 

@@ -9,18 +9,48 @@ an optional perceptual term and an optional adversarial term.
   downloaded); without them the term is off.
 - Adversarial: a small patch discriminator with the non-saturating loss; off
   unless given a weight.
+- Expression regions (``region_weight``, off by default): L1 inside the grown
+  convex hulls of the target's mouth and eyes+brows (from its landmarks), so a
+  wrong expression costs as much as it shows.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from export3d_cli.errors import WeightsError
 from export3d_cli.models.rendering.triplane_sampler import sample_triplanes
+
+# MediaPipe mesh indices of the regions that carry expression: outer lip contour, each eye, each brow.
+MOUTH = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+LEFT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+RIGHT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+LEFT_BROW = (70, 63, 105, 66, 107)
+RIGHT_BROW = (300, 293, 334, 296, 336)
+EXPRESSION_REGIONS = (MOUTH, LEFT_EYE + LEFT_BROW, RIGHT_EYE + RIGHT_BROW)
+REGION_MARGIN = 0.04  # of the image side: the regions' convex hulls are grown by this much
+
+
+def expression_region_mask(landmarks: Tensor, resolution: int) -> Tensor:
+    """1 inside the grown convex hulls of mouth, eyes+brows, else 0. Shapes: [B, 478, 2] pixels -> [B, 1, R, R]."""
+    import cv2
+
+    points = landmarks.detach().float().cpu().numpy()
+    grow = max(1, round(REGION_MARGIN * resolution))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    masks = np.zeros((len(points), 1, resolution, resolution), np.float32)
+    for index, face in enumerate(points):
+        canvas = np.zeros((resolution, resolution), np.uint8)
+        for region in EXPRESSION_REGIONS:
+            hull = cv2.convexHull(np.round(face[list(region)]).astype(np.int32))
+            cv2.fillConvexPoly(canvas, hull, 1)
+        masks[index, 0] = cv2.dilate(canvas, kernel)
+    return torch.from_numpy(masks)
 
 
 def density_smoothness(

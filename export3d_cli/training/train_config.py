@@ -50,6 +50,9 @@ class GeneratorTrainConfig:
     density_weight: float = 0.2
     perceptual_weight: float = 0.5  # used only with local backbone weights (--perceptual-weights)
     adversarial_weight: float = 0.0
+    # Extra L1 on the mouth, eyes and brows of the target (a mask from its landmarks): at 128² these regions
+    # are a few percent of the pixels, so whole-image losses barely notice a wrong expression.
+    region_weight: float = 0.0
     ema_decay: float = 0.999
     stochastic_render: bool = True  # EG3D's jittered samples in training; evaluation is always deterministic
     eval_every: int = 500

@@ -324,3 +324,19 @@ def test_train_unknown_pair_sampling_is_a_usage_error(synth_dataset, tmp_path):
     result = export3d("train", synth_dataset, "-o", tmp_path / "run", "--pair-sampling", "random")
     _assert_one_error_line(result)
     assert "--pair-sampling" in result.stderr
+
+
+def test_train_region_weight_adds_the_expression_region_term(synth_dataset, tmp_path):
+    run = tmp_path / "run"
+    result = export3d(
+        "train", synth_dataset, "-o", run, "--preset", "tiny", "--expression-encoder", "direct", "--steps", 2,
+        "--region-weight", 2.0, "--eval-every", 0, "--json", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    losses = [record for record in records if "loss" in record]
+    assert losses and all(0 < record["region_l1"] < 2 for record in losses)
+    # The total counts the new term with its weight.
+    record = losses[-1]
+    other = sum(record[name] * w for name, w in (("l1", 1.0), ("raw_l1", 1.0), ("ssim", 0.5), ("density", 0.2)))
+    assert losses[-1]["loss"] == pytest.approx(other + 2.0 * losses[-1]["region_l1"], rel=1e-4)

@@ -254,3 +254,27 @@ def test_gan_losses_are_the_non_saturating_softplus_losses():
     # Confident, correct logits cost almost nothing; confident wrong ones cost about |logit|.
     assert discriminator_loss(torch.full((4,), 20.0), torch.full((4,), -20.0)).item() < 1e-6
     assert generator_adversarial_loss(torch.full((4,), -20.0)).item() == pytest.approx(20.0, rel=1e-6)
+
+
+def _frontal_landmarks(resolution: int) -> torch.Tensor:
+    from export3d_cli.face.alignment import alignment_template
+    from export3d_cli.face.head_pose import look_at_pose
+
+    mesh = alignment_template(look_at_pose(0.0, 0.0).label(), resolution)  # [468, 2]
+    return torch.from_numpy(np.concatenate([mesh, np.repeat(mesh[:1], 10, axis=0)])[None].astype(np.float32))
+
+
+def test_expression_region_mask_covers_mouth_eyes_and_brows_only():
+    from export3d_cli.training.losses import EXPRESSION_REGIONS, expression_region_mask
+
+    landmarks = _frontal_landmarks(128)
+    mask = expression_region_mask(landmarks, 128)[0, 0]
+    assert mask.shape == (128, 128)
+    for region in EXPRESSION_REGIONS:
+        for x, y in landmarks[0, list(region)].round().long().tolist():
+            assert mask[y, x] == 1
+    assert 0.03 < float(mask.mean()) < 0.35  # a few parts of the face, not the whole image
+    assert mask[:10].sum() == 0 and mask[-10:].sum() == 0  # forehead-top and chin-bottom rows of the crop
+    # Moving the face moves the mask with it.
+    shifted = expression_region_mask(landmarks + torch.tensor([10.0, 6.0]), 128)[0, 0]
+    assert torch.equal(shifted[6:, 10:], mask[:-6, :-10])
