@@ -18,6 +18,8 @@ import numpy as np
 from export3d_cli.face.alignment import SimilarityTransform, alignment_transform
 from export3d_cli.face.head_pose import HeadPose
 from export3d_cli.face.landmarker import FaceLandmarker
+from export3d_cli.metrics.identity import identity_embedding
+from export3d_cli.metrics.keypoints import facial_keypoints
 
 AKD_CROP_RESOLUTION = 256  # AKD is reported in pixels of a 256² aligned crop (the paper's evaluation size)
 
@@ -57,9 +59,6 @@ class FaceMeter:
 
     def measure(self, image: np.ndarray, *, identity: bool = False, keypoints: bool = False) -> FaceMeasurement | None:
         """The largest face in ``image`` (uint8 RGB [H, W, 3]), or None when no face is found."""
-        from export3d_cli.metrics.identity import identity_embedding
-        from export3d_cli.metrics.keypoints import facial_keypoints
-
         faces = self._landmarker.detect(image)
         if not faces:
             return None

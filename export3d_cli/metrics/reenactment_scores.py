@@ -84,6 +84,10 @@ class ReenactmentScores:
         if reference is not None and generated.keypoints is not None and reference.keypoints is not None:
             self.akd.append(keypoint_distance(generated.keypoints, reference.keypoints, reference.crop_transform))
 
+    def add_unmeasured(self, count: int) -> None:
+        """Pairs scored for pixels only (no face measurement): they count in ``frames`` and nowhere else."""
+        self.frames += count
+
     def add_image_quality(self, psnr: float, ssim: float) -> None:
         self.psnr.append(psnr)
         self.ssim.append(ssim)

@@ -104,8 +104,8 @@ def _score(
             condition.baseline.psnr += psnr(baseline, truth).tolist()
             condition.baseline.ssim += ssim(baseline, truth).tolist()
         if judges.meter is None:
-            condition.model.frames += len(chunk)
-            condition.baseline.frames += len(chunk)
+            condition.model.add_unmeasured(len(chunk))
+            condition.baseline.add_unmeasured(len(chunk))
             continue
         for generated_image, driving_image in zip(_to_uint8(output), _to_uint8(driving.images), strict=True):
             # Same identity: the driving frame is also the ground truth that AKD compares with.
