@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -38,14 +38,27 @@ def atomic_write_text(target: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def prepare_output_file(target: str | Path) -> Path:
-    """Check, before any work, that ``target`` can be written: its folder exists (or is created) and is writable.
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file: the same path, a symlink to it, or a hard link (same device and inode)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): then they cannot be one file
+        return False
 
-    Raises UsageError (exit 2) naming the path; a long job then never fails only at its very end.
+
+def prepare_output_file(target: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
+    """Check, before any work, that ``target`` can be written: its folder exists (or is created) and is writable,
+    and it is none of ``inputs`` (by any name: symlinks and hard links count).
+
+    Raises UsageError (exit 2) naming the path; a long job then never fails only at its very end, and never
+    replaces a file it reads.
     """
     from export3d_cli.errors import UsageError
 
     target = Path(target)
+    for source in inputs:
+        if same_file(source, target):
+            raise UsageError(f"{target}: is also an input ({source}); writing it would destroy that file")
     if target.is_dir():
         raise UsageError(f"{target}: is a directory; give a file name")
     parent = target.parent

@@ -85,7 +85,7 @@ def animate(
         target = output or Path(output_name(sources[0], driving_path))
         if target.suffix.lower() != ".mp4":
             raise UsageError(f"{target}: the output must end in .mp4")
-        prepare_output_file(target)
+        prepare_output_file(target, inputs=paths)
         targets = [target]
     else:
         folder = output or Path(".")
@@ -94,7 +94,8 @@ def animate(
         targets = [folder / output_name(source, driving_path) for source in sources]
         if len(set(targets)) != len(targets):
             raise UsageError("two sources share a file name; their outputs would overwrite each other")
-        prepare_output_file(targets[0])
+        for target in targets:
+            prepare_output_file(target, inputs=paths)
     options = AnimateOptions(pose, expression, paste_back, side_by_side, audio=not no_audio)
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
 

@@ -31,7 +31,7 @@ def extract(
 
     if output.suffix.lower() != ".npz":
         raise UsageError(f"{output}: a motion file must end in .npz")
-    prepare_output_file(output)
+    prepare_output_file(output, inputs=[driving])
     with progress(f"Analysing {driving.name}", quiet=quiet) as bar:
         result = analyze_video(
             driving, smoothing=Smoothing(smoothing), face_index=face_index, max_frames=max_frames, progress=bar.update

@@ -80,7 +80,7 @@ def novel_view(
         raise UsageError(f"{output}: write .png, .jpg, .webp, .bmp or .mp4")
     if suffix == ".mp4" and not sweep:
         raise UsageError("a single angle makes one image; give a range like --yaw -30:30 for a video")
-    prepare_output_file(output)
+    prepare_output_file(output, inputs=[source] + ([expression_from] if expression_from else []))
     count = frames if sweep else 1
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
     analysis = analyze_image(source, face_index=face_index)

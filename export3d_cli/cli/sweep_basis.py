@@ -67,7 +67,7 @@ def sweep_basis(
         raise UsageError(
             f"--index must be between 0 and {basis_size - 1} (the model has n = {basis_size}), got {index}"
         )
-    prepare_output_file(output)
+    prepare_output_file(output, inputs=[source])
     analysis = analyze_image(source, face_index=face_index)
     encoded = animator.encode(analysis.crop, analysis.expression)
     with torch.no_grad():
