@@ -32,6 +32,7 @@ from export3d_cli.atomic import atomic_path
 from export3d_cli.camera_conventions import LABEL_DIM
 from export3d_cli.errors import InputError
 from export3d_cli.face.blendshapes import BLENDSHAPE_NAMES, EXPRESSION_DIM
+from export3d_cli.input_files import require_regular_file
 
 MOTION_FORMAT_VERSION = 1
 REQUIRED_KEYS = ("version", "expression", "camera", "valid", "fps", "source")
@@ -79,7 +80,14 @@ def save_motion(path: str | Path, motion: Motion) -> Path:
 
 
 def is_motion_file(path: str | Path) -> bool:
-    """True when ``path`` looks like a motion file (an .npz holding our keys), without reading arrays."""
+    """True when ``path`` looks like a motion file (an .npz holding our keys), without reading arrays.
+
+    Only a regular file is probed: zipfile seeks for the end of an archive, which a device never has.
+    """
+    try:
+        require_regular_file(path)
+    except InputError:
+        return False
     try:
         with zipfile.ZipFile(path) as archive:
             names = {name.removesuffix(".npy") for name in archive.namelist()}
@@ -90,9 +98,7 @@ def is_motion_file(path: str | Path) -> bool:
 
 def load_motion(path: str | Path) -> Motion:
     """Read and validate a motion file; every problem is an InputError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such motion file")
+    path = require_regular_file(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in REQUIRED_KEYS if key not in data.files]

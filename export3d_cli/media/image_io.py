@@ -28,7 +28,6 @@ above twice its limit, which by default (~179 megapixels) is below ours.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -38,6 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from export3d_cli.atomic import atomic_path
 from export3d_cli.errors import Export3DError, InputError, UsageError
+from export3d_cli.input_files import require_regular_file
 
 MAX_PIXELS = 300_000_000
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
@@ -62,19 +62,16 @@ def load_image(path: str | Path) -> np.ndarray:
     cannot be used: missing, unreadable, empty, not an image, corrupt or
     truncated, too large, or in a colour mode that cannot be converted.
     """
-    path = Path(path)
-    with _open_file(path) as file:
-        if os.fstat(file.fileno()).st_size == 0:
-            raise InputError(f"{path}: empty file")
-        # Pillow warns about damaged metadata (EXIF, ICC, MPO index) and carries on; damaged pixel data raises.
-        # Between MAX_PIXELS and twice it Pillow also warns, and _check_size refuses with a clearer message.
-        # So a warning adds nothing the user can act on, only noise around the one-line error.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with _open(file, path) as image:
-                _check_size(image, path)
-                _decode(image, path)
-                rgb = _to_rgb(image, path)
+    path = require_regular_file(path)
+    # Pillow warns about damaged metadata (EXIF, ICC, MPO index) and carries on; damaged pixel data raises.
+    # Between MAX_PIXELS and twice it Pillow also warns, and _check_size refuses with a clearer message.
+    # So a warning adds nothing the user can act on, only noise around the one-line error.
+    with _open_file(path) as file, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with _open(file, path) as image:
+            _check_size(image, path)
+            _decode(image, path)
+            rgb = _to_rgb(image, path)
     return np.ascontiguousarray(rgb)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import stat
 import subprocess
 import threading
 import time
@@ -39,6 +38,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from export3d_cli.errors import InputError
+from export3d_cli.input_files import require_regular_file
 from export3d_cli.media.ffmpeg_process import (
     StderrDrain,
     exact_rate,
@@ -102,7 +102,7 @@ def probe_video(path: str | os.PathLike[str], *, timeout: float = _PROBE_TIMEOUT
     longer than ``timeout`` seconds.
     """
     path = Path(path)
-    _check_regular_file(path)
+    require_regular_file(path)
     cmd = [
         imageio_ffmpeg.get_ffmpeg_exe(),
         "-hide_banner",
@@ -343,27 +343,6 @@ def _decode_command(path: Path, rate: str) -> list[str]:
         "rgb24",
         "-",
     ]
-
-
-def _check_regular_file(path: Path) -> None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{path}: is a directory")
-    # Pipes and devices are refused: the header probe would consume data the decode then cannot re-read.
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"{path}: not a regular file")
-    if st.st_size == 0:
-        raise InputError(f"{path}: empty file")
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def _parse_probe(path: Path, text: str, returncode: int) -> VideoInfo:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,44 @@ def test_sweep_basis_and_extract_refuse_their_inputs_as_output(photo, driver, tm
     motion.write_bytes(b"not really a motion file")
     assert_one_clean_error(invoke("extract", motion, "-o", motion), names="is also an input")
     assert motion.read_bytes() == b"not really a motion file"
+
+
+def _run(*args: object, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess with a deadline, so a regression that blocks fails instead of hanging the suite."""
+    env = {key: value for key, value in os.environ.items() if key != "EXPORT3D_DEBUG"}
+    return subprocess.run(
+        [sys.executable, "-m", "export3d_cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+def _assert_one_error(result: subprocess.CompletedProcess, names: str) -> None:
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert result.returncode == 2 and len(errors) == 1 and names in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_fifo_as_source_or_driver_is_refused_without_blocking(photo, driver, tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    _assert_one_error(_run("novel-view", fifo, "--yaw", 10, "-o", tmp_path / "out.png"), "pipe.png: not a regular file")
+    _assert_one_error(_run("animate", fifo, driver, "-o", tmp_path / "o.mp4"), "pipe.png: not a regular file")
+    _assert_one_error(_run("animate", photo, fifo, "-o", tmp_path / "o.mp4"), "pipe.png: not a regular file")
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_an_endless_device_as_driver_or_source_is_refused_without_reading_it(photo, tmp_path):
+    for device in ("/dev/zero", "/dev/urandom"):
+        _assert_one_error(_run("animate", photo, device, "-o", tmp_path / "o.mp4", timeout=60), "not a regular file")
+        _assert_one_error(_run("novel-view", device, "--yaw", 5, "-o", tmp_path / "o.png"), "not a regular file")
+
+
+def test_a_symlink_loop_is_named_as_one(photo, tmp_path):
+    loop = tmp_path / "loop.png"
+    os.symlink(loop, loop)
+    result = invoke("novel-view", loop, "--yaw", 5, "-o", tmp_path / "o.png")
+    assert_one_clean_error(result, names="loop.png: symlink loop")

@@ -135,8 +135,8 @@ def test_motion_rejects_inconsistent_shapes():
 
 
 def test_missing_file_is_an_input_error(tmp_path):
-    assert_load_fails(tmp_path / "missing.npz", match="no such motion file")
-    assert_load_fails(tmp_path, match="no such motion file")  # a folder is not a motion file
+    assert_load_fails(tmp_path / "missing.npz", match="missing.npz: no such file")
+    assert_load_fails(tmp_path, match="is a directory")  # a folder is not a motion file
 
 
 @pytest.mark.parametrize("content", [b"", b"hello, not a zip", b"PK\x03\x04 truncated"])
