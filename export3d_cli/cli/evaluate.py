@@ -35,7 +35,7 @@ def evaluate(
     """Same- and cross-identity PSNR, SSIM, AKD, CSIM (dlib ResNet), AED, APD, face found and expression r."""
 
     from export3d_cli.cli.progress import warn
-    from export3d_cli.errors import UsageError
+    from export3d_cli.errors import InputError, UsageError
     from export3d_cli.metrics.dlib_models import MissingEvalDependencies, load_identity_network, load_keypoint_predictor
     from export3d_cli.models.weights_io import load_model
     from export3d_cli.pipeline.animator import choose_device
@@ -46,6 +46,8 @@ def evaluate(
         raise UsageError(f"--split must be 'train' or 'test', got {split!r}")
     model = load_model(weights).to(choose_device(device)).eval()
     data = ClipDataset(Path(dataset), resolution=model.config.resolution)
+    if not data.clips(split) and not data.clips(split, cross_identity=True):
+        raise InputError(f"{dataset}: no {split} clips to evaluate")
     identity_metrics = face_metrics
     if face_metrics:
         try:

@@ -35,6 +35,8 @@ from export3d_cli.face.blendshapes import BLENDSHAPE_NAMES, EXPRESSION_DIM
 from export3d_cli.input_files import require_regular_file
 
 MOTION_FORMAT_VERSION = 1
+# A frame rate outside this range cannot be written as a video (and 1e-300 or 1e300 overflow the timing maths).
+MIN_FPS, MAX_FPS = 0.01, 1000.0
 REQUIRED_KEYS = ("version", "expression", "camera", "valid", "fps", "source")
 
 
@@ -134,6 +136,8 @@ def load_motion(path: str | Path) -> Motion:
             f"{path}: inconsistent motion file: expression {expression.shape}, camera {camera.shape}, "
             f"valid {valid.shape} (expected [T, {EXPRESSION_DIM}], [T, {LABEL_DIM}], [T] with T >= 1)"
         )
-    if not (np.isfinite(expression).all() and np.isfinite(camera).all()) or not fps > 0:
-        raise InputError(f"{path}: motion file holds non-finite values or a non-positive fps")
+    if not (np.isfinite(expression).all() and np.isfinite(camera).all()):
+        raise InputError(f"{path}: motion file holds non-finite values")
+    if not MIN_FPS <= fps <= MAX_FPS:  # also refuses NaN
+        raise InputError(f"{path}: motion file fps {fps} is outside {MIN_FPS:g}-{MAX_FPS:g}")
     return Motion(expression=expression, camera=camera, valid=valid, fps=fps, source=source)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export3d_cli.errors import InputError
+from export3d_cli.errors import InputError, UsageError
 from export3d_cli.face.alignment import SimilarityTransform, alignment_transform
 from export3d_cli.face.blendshapes import EXPRESSION_DIM
 from export3d_cli.face.head_pose import HeadPose
@@ -39,6 +39,11 @@ class Smoothing:
     """Temporal smoothing strength: 0 turns it off, 1 is the default, larger is smoother (and laggier)."""
 
     strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        # inf would pass a "min 0" option check and only fail after a whole video has been analysed.
+        if not (math.isfinite(self.strength) and self.strength >= 0):
+            raise UsageError(f"--smoothing must be a finite number >= 0, got {self.strength}")
 
     def config(self, min_cutoff: float, beta: float) -> OneEuroConfig | None:
         if self.strength <= 0:

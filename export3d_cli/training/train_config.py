@@ -24,6 +24,15 @@ class ClebsTrainConfig:
     log_every: int = 10
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_learning_rate(self.lr)
+
+
+def check_learning_rate(lr: float) -> None:
+    """A finite, non-negative rate: inf or NaN would train to NaN and still "succeed"."""
+    if not (math.isfinite(lr) and lr >= 0):
+        raise UsageError(f"--lr must be a finite number >= 0, got {lr}")
+
 
 PAIR_SAMPLINGS = ("uniform", "expression")
 
@@ -68,6 +77,7 @@ class GeneratorTrainConfig:
     pair_sampling: str = "uniform"
 
     def __post_init__(self) -> None:
+        check_learning_rate(self.lr)
         if self.pair_sampling not in PAIR_SAMPLINGS:
             raise UsageError(f"--pair-sampling must be one of {', '.join(PAIR_SAMPLINGS)}, got {self.pair_sampling!r}")
         if self.expression_encoder not in ("clebs", "direct"):

@@ -102,3 +102,38 @@ def test_a_symlink_loop_is_named_as_one(photo, tmp_path):
     os.symlink(loop, loop)
     result = invoke("novel-view", loop, "--yaw", 5, "-o", tmp_path / "o.png")
     assert_one_clean_error(result, names="loop.png: symlink loop")
+
+
+def test_infinite_smoothing_is_refused_before_the_video_is_analysed(driver, tmp_path):
+    result = invoke("extract", driver, "-o", tmp_path / "m.npz", "--smoothing", "inf")
+    assert_one_clean_error(result, names="--smoothing must be a finite number")
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("command", ["train-clebs", "train"])
+def test_an_infinite_learning_rate_is_refused(command, tmp_path):
+    result = invoke(command, tmp_path, "-o", tmp_path / "run", "--lr", "inf", "--json")
+    assert_one_clean_error(result, names="--lr must be a finite number")
+    assert result.out == ""  # no "NaN" pseudo-JSON on stdout
+
+
+def test_evaluate_with_no_test_clips_is_an_input_error(tmp_path):
+    import json
+
+    from export3d_cli.config import preset
+    from export3d_cli.models.export3d import Export3D
+
+    weights = Export3D(preset("tiny")).save_pretrained(tmp_path / "model")
+    dataset = tmp_path / "data"
+    dataset.mkdir()
+    manifest = {
+        "format": "export3d-dataset",
+        "version": 1,
+        "resolution": 64,
+        "fps": 25.0,
+        "expression": {"kind": "mediapipe-blendshapes", "dim": 52},
+        "clips": [],
+    }
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke("evaluate", weights, dataset, "--json", "-q")
+    assert_one_clean_error(result, names="no test clips to evaluate")
