@@ -14,6 +14,7 @@ dicts around. Presets (DESIGN §3.6):
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -156,14 +157,56 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
         section = _SECTION_TYPES.get(cls, {}).get(name)
         if section is not None:
             kwargs[name] = _from_dict(section, value, f"{where}.{name}")
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
         else:
-            kwargs[name] = value
+            kwargs[name] = _checked_value(value, known[name], f"{where}.{name}")
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise UsageError(f"{where}: {exc}") from exc
+
+
+# A config file is untrusted input: every value is checked against its field's type and a size range before
+# anything is built from it (a width of 10^6 or a depth of 10^9 would allocate without bound).
+MAX_SIZE = 4096  # any count or width
+MAX_TUPLE_LENGTH = 8
+ZERO_ALLOWED = frozenset({"importance_samples", "upsample_vit_blocks", "hidden_layers"})
+
+
+def _checked_value(value: Any, spec: Any, where: str) -> Any:
+    """``value`` converted to the type of field ``spec``'s default, or a UsageError saying what is wrong."""
+    default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+    name = spec.name
+    if isinstance(default, (bool, str)):
+        if type(value) is not type(default):
+            raise UsageError(f"{where}: expected {type(default).__name__}, got {value!r}")
+        return value
+    if isinstance(default, int):
+        return _checked_int(value, where, minimum=0 if name in ZERO_ALLOWED else 1)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UsageError(f"{where}: expected a finite number, got {value!r}")
+        low_ok = value >= 0 if name == "ema_momentum" else value > 0
+        if not low_ok or (name == "ema_momentum" and value >= 1):
+            bounds = "in [0, 1)" if name == "ema_momentum" else "> 0"
+            raise UsageError(f"{where}: must be {bounds}, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        fixed = spec.type != "tuple[int, ...]"
+        if (
+            not isinstance(value, (list, tuple))
+            or not 1 <= len(value) <= MAX_TUPLE_LENGTH
+            or (fixed and len(value) != len(default))
+        ):
+            count = len(default) if fixed else f"1 to {MAX_TUPLE_LENGTH}"
+            raise UsageError(f"{where}: expected a list of {count} integers, got {value!r}")
+        return tuple(_checked_int(item, where, minimum=1) for item in value)
+    return value
+
+
+def _checked_int(value: Any, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_SIZE:
+        raise UsageError(f"{where}: expected an integer from {minimum} to {MAX_SIZE}, got {value!r}")
+    return value
 
 
 _SECTION_TYPES: dict[type, dict[str, type]] = {

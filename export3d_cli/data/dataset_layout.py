@@ -464,6 +464,8 @@ def read_manifest(root: str | os.PathLike[str]) -> Manifest:
         raise InputError(f"{path}: not UTF-8 text") from None
     except OSError as error:
         raise InputError(f"{path}: cannot read ({error.strerror})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be a manifest") from None
     return Manifest.from_json(data, path=path)
 
 

@@ -11,6 +11,7 @@ line naming the file and what to do.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,6 +83,8 @@ def read_config(directory: Path) -> ModelConfig:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WeightsError(f"{path}: not valid JSON ({exc}); re-download or re-save the model") from exc
+    except RecursionError:
+        raise WeightsError(f"{path}: JSON nested too deeply to be a model config") from None
     if not isinstance(payload, dict) or "config" not in payload:
         raise WeightsError(f"{path}: no 'config' object; this is not an export3d model config")
     try:
@@ -90,31 +93,73 @@ def read_config(directory: Path) -> ModelConfig:
         raise WeightsError(f"{path}: {exc}") from exc
 
 
-def read_weights(directory: Path) -> dict:
-    from safetensors.torch import load_file
-
+def _weights_path(directory: Path) -> Path:
     path = directory / WEIGHTS_FILE
     if not path.is_file():
         raise WeightsError(f"{path}: missing; a model directory needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+    return path
+
+
+def _corrupt(path: Path, exc: Exception) -> WeightsError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return WeightsError(f"{path}: corrupt or truncated safetensors file ({reason[:160]}); re-download it")
+
+
+def read_weights(directory: Path) -> dict:
+    from safetensors.torch import load_file
+
+    path = _weights_path(directory)
     try:
         return load_file(str(path))
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: corrupt or truncated safetensors file ({reason[:160]}); re-download it") from exc
+        raise _corrupt(path, exc) from exc
+
+
+def read_weight_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from the safetensors header alone (no tensor is read)."""
+    from safetensors import safe_open
+
+    path = _weights_path(directory)
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            return {name: tuple(file.get_slice(name).get_shape()) for name in file.keys()}  # noqa: SIM118
+    except Exception as exc:
+        raise _corrupt(path, exc) from exc
+
+
+# A config is untrusted input: the model it describes is sized on torch's "meta" device (no memory) and refused
+# above this many values (parameters + buffers; paper-256 has ~90 M) before anything is allocated.
+MAX_MODEL_VALUES = 1_000_000_000
+
+
+def expected_shapes(config) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of the model ``config`` describes, without allocating it."""
+    import torch
+
+    from export3d_cli.models.export3d import Export3D
+
+    with torch.device("meta"):
+        skeleton = Export3D(config)
+    return {name: tuple(tensor.shape) for name, tensor in skeleton.state_dict().items()}
 
 
 def load_model(reference: str | Path) -> Export3D:
-    """Load an Export3D model strictly, in eval mode."""
+    """Load an Export3D model strictly, in eval mode; config and weights are checked before any allocation."""
     from export3d_cli.models.export3d import Export3D
 
     directory = resolve_weights(reference)
     config = read_config(directory)
-    state = read_weights(directory)
-    model = Export3D(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    expected = expected_shapes(config)
+    values = sum(math.prod(shape) for shape in expected.values())
+    if values > MAX_MODEL_VALUES:
+        raise WeightsError(
+            f"{directory / CONFIG_FILE}: describes a model of {values / 1e6:,.0f} M values "
+            f"(limit {MAX_MODEL_VALUES / 1e6:,.0f} M); the config is damaged or not for this program"
+        )
+    stored = read_weight_shapes(directory)
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(stored) if expected[k] != stored[k])
     problems = []
     for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
         if names:
@@ -125,6 +170,8 @@ def load_model(reference: str | Path) -> Export3D:
             f"{directory / WEIGHTS_FILE}: does not match {CONFIG_FILE} ({'; '.join(problems)}); "
             "the two files must come from the same saved model"
         )
+    state = read_weights(directory)
+    model = Export3D(config)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
