@@ -7,10 +7,23 @@ truncated file under the target name; the temporary file is removed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+# Temporary names are ".{name}.{random}{suffix}"; a name longer than this (in UTF-8 bytes) is replaced by a digest
+# so that the temporary name stays within the usual 255-byte limit even when the target's name is at it.
+MAX_NAME_IN_TEMP = 100
+
+
+def temp_prefix(target: Path) -> str:
+    """The hidden prefix for ``target``'s temporary files (see MAX_NAME_IN_TEMP)."""
+    name = target.name
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_IN_TEMP:
+        name = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f".{name}."
 
 
 @contextlib.contextmanager
@@ -18,7 +31,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on a clean exit it replaces ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -38,7 +38,7 @@ from types import TracebackType
 import imageio_ffmpeg
 import numpy as np
 
-from export3d_cli.atomic import atomic_path, prepare_output_file
+from export3d_cli.atomic import atomic_path, prepare_output_file, temp_prefix
 from export3d_cli.errors import Export3DError
 from export3d_cli.media.ffmpeg_process import (
     StderrDrain,
@@ -125,7 +125,7 @@ class VideoWriter:
         self._closed = False
         self._result: Path | None = None
 
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".video.tmp", dir=self.path.parent)
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".video.tmp", dir=self.path.parent)
         os.close(fd)
         self._video_tmp = Path(name)
         cmd = _encode_command(
