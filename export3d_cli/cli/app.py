@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Annotated
 
@@ -112,7 +113,12 @@ def run(argv: list[str] | None = None, application: typer.Typer | None = None) -
     Typer itself reports usage errors (exit 2) and help/version (exit 0) through SystemExit.
     """
     try:
-        (application or app)(args=argv, prog_name="export3d")
+        with warnings.catch_warnings():
+            # Library warnings (numpy's RuntimeWarning, Pillow's metadata notes, ...) are not for the user: the
+            # CLI says what matters in its own "Warning:" lines. EXPORT3D_DEBUG=1 shows them.
+            if not _debug():
+                warnings.simplefilter("ignore")
+            (application or app)(args=argv, prog_name="export3d")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILURE)
     except Export3DError as exc:

@@ -137,3 +137,27 @@ def test_evaluate_with_no_test_clips_is_an_input_error(tmp_path):
     (dataset / "manifest.json").write_text(json.dumps(manifest))
     result = invoke("evaluate", weights, dataset, "--json", "-q")
     assert_one_clean_error(result, names="no test clips to evaluate")
+
+
+def test_library_warnings_do_not_reach_the_user_unless_debugging(monkeypatch, capsys):
+    import warnings
+
+    import typer
+
+    from export3d_cli.cli.app import run
+
+    noisy = typer.Typer()
+
+    @noisy.command()
+    def shout() -> None:
+        warnings.warn("overflow encountered in exp", RuntimeWarning, stacklevel=1)
+        print("done")
+
+    monkeypatch.delenv("EXPORT3D_DEBUG", raising=False)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert run([], application=noisy) == 0
+    assert shown == [] and capsys.readouterr().out == "done\n"
+    monkeypatch.setenv("EXPORT3D_DEBUG", "1")
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        assert run([], application=noisy) == 0
