@@ -201,6 +201,19 @@ def describe_location(location: str) -> str:
     return "not found"
 
 
+def load_default_model() -> Export3D:
+    """``load_model(default_weights())``; a problem with ``$EXPORT3D_WEIGHTS`` names the variable."""
+    import os
+
+    location = default_weights()
+    try:
+        return load_model(location)
+    except WeightsError as error:
+        if os.environ.get(WEIGHTS_ENV) == location:
+            raise WeightsError(f"${WEIGHTS_ENV}={location}: {error.message}") from error
+        raise
+
+
 def default_weights() -> str:
     """The user's ``$EXPORT3D_WEIGHTS`` if set, else the bundled weights; a WeightsError when neither exists."""
     entries = weights_search_path()

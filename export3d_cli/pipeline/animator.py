@@ -58,9 +58,9 @@ class Animator:
 
     @classmethod
     def from_weights(cls, weights: str | None, **kwargs: object) -> Animator:
-        from export3d_cli.models.weights_io import default_weights, load_model
+        from export3d_cli.models.weights_io import load_default_model, load_model
 
-        return cls(load_model(weights or default_weights()), **kwargs)  # type: ignore[arg-type]
+        return cls(load_model(weights) if weights else load_default_model(), **kwargs)  # type: ignore[arg-type]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == torch.float32:

@@ -161,3 +161,11 @@ def test_library_warnings_do_not_reach_the_user_unless_debugging(monkeypatch, ca
     monkeypatch.setenv("EXPORT3D_DEBUG", "1")
     with pytest.warns(RuntimeWarning, match="overflow"):
         assert run([], application=noisy) == 0
+
+
+def test_a_bad_weights_environment_variable_is_named_in_the_error(photo, tmp_path, monkeypatch):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    monkeypatch.setenv("EXPORT3D_WEIGHTS", str(empty))
+    result = invoke("novel-view", photo, "--yaw", 10, "-o", tmp_path / "o.png")
+    assert_one_clean_error(result, names=f"$EXPORT3D_WEIGHTS={empty}: ")
