@@ -61,7 +61,7 @@ def animate(
     from export3d_cli.errors import EXIT_FAILURE, EXIT_USAGE, Export3DError, InputError, UsageError
     from export3d_cli.face.analysis import analyze_image
     from export3d_cli.face.landmarker import FaceLandmarker
-    from export3d_cli.media.image_io import load_image
+    from export3d_cli.media.image_io import check_image, load_image
     from export3d_cli.pipeline.animate_job import ANALYSIS_RESOLUTION, AnimateOptions, animate_source, output_name
     from export3d_cli.pipeline.animator import Animator
     from export3d_cli.pipeline.driving import EXPRESSION_MODES, POSE_MODES, load_driving
@@ -96,6 +96,8 @@ def animate(
             raise UsageError("two sources share a file name; their outputs would overwrite each other")
         for target in targets:
             prepare_output_file(target, inputs=paths)
+    if single:
+        check_image(sources[0])  # before minutes of driver analysis, not after
     options = AnimateOptions(pose, expression, paste_back, side_by_side, audio=not no_audio)
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
 

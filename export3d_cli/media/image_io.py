@@ -75,6 +75,15 @@ def load_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
+def check_image(path: str | Path) -> None:
+    """Fail fast (InputError) when ``path`` cannot be a usable photo: reads the header only, decodes nothing."""
+    path = require_regular_file(path)
+    with _open_file(path) as file, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with _open(file, path) as image:
+            _check_size(image, path)
+
+
 def save_image(path: str | Path, image: np.ndarray) -> Path:
     """Write ``uint8`` RGB ``[H, W, 3]`` (or grayscale ``[H, W]``) atomically; the suffix picks the format.
 

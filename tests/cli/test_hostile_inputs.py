@@ -169,3 +169,16 @@ def test_a_bad_weights_environment_variable_is_named_in_the_error(photo, tmp_pat
     monkeypatch.setenv("EXPORT3D_WEIGHTS", str(empty))
     result = invoke("novel-view", photo, "--yaw", 10, "-o", tmp_path / "o.png")
     assert_one_clean_error(result, names=f"$EXPORT3D_WEIGHTS={empty}: ")
+
+
+def test_a_source_that_is_not_an_image_fails_before_the_driver_is_analysed(driver, tmp_path, monkeypatch):
+    from export3d_cli.pipeline import driving
+
+    def analysed_anyway(*args, **kwargs):
+        raise AssertionError("the driver was analysed before the source was checked")
+
+    monkeypatch.setattr(driving, "load_driving", analysed_anyway)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    result = invoke("animate", text, driver, "-o", tmp_path / "o.mp4")
+    assert_one_clean_error(result, names="notes.jpg: not an image")
