@@ -29,17 +29,17 @@ import torch
 from export3d_cli.face.blendshapes import BLENDSHAPE_INDEX
 from export3d_cli.metrics.expression import EXPRESSION_SIGNALS, expression_signal
 from export3d_cli.metrics.face_measurement import FaceMeter
+from export3d_cli.metrics.image_quality import to_uint8_frames
 from export3d_cli.models.generator import SourceFeatures
 from export3d_cli.models.weights_io import load_model
 from export3d_cli.training.dataset import ClipDataset
-from export3d_cli.training.evaluation import _to_uint8
 
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def _measure(meter: FaceMeter, images: torch.Tensor, signal: str) -> list[float | None]:
     values = []
-    for image in _to_uint8(images):
+    for image in to_uint8_frames(images):
         face = meter.measure(image)
         values.append(None if face is None else float(expression_signal(face.expression[None], signal)[0]))
     return values

@@ -21,6 +21,11 @@ def to_model_range(frames: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
+def to_uint8_frames(images: Tensor) -> np.ndarray:
+    """The inverse of ``to_model_range``: [B, 3, H, W] in [-1, 1] (clamped) -> uint8 [B, H, W, 3]."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
 def _gaussian_window(size: int, sigma: float, channels: int, like: Tensor) -> Tensor:
     coords = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))

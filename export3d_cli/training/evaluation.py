@@ -33,7 +33,7 @@ import torch
 
 from export3d_cli.data.dataset_layout import ClipRecord
 from export3d_cli.metrics.face_measurement import FaceMeter
-from export3d_cli.metrics.image_quality import psnr, ssim
+from export3d_cli.metrics.image_quality import psnr, ssim, to_uint8_frames
 from export3d_cli.metrics.reenactment_scores import ReenactmentScores
 from export3d_cli.models.export3d import Export3D
 from export3d_cli.training.dataset import ClipDataset
@@ -60,11 +60,6 @@ class _Judges:
         return self.meter.measure(image, identity=identity and self.identity, keypoints=keypoints and self.identity)
 
 
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3]."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def _first_valid(dataset: ClipDataset, clip_id: str) -> int:
     valid = dataset.valid_indices(clip_id)
     return int(valid[0]) if len(valid) else 0
@@ -88,7 +83,7 @@ def _score(
     device = next(model.parameters()).device
     source_image = dataset.images(source[0], [source[1]]).to(device)
     features = model.encode_source(source_image)
-    source_face = judges.measure(_to_uint8(source_image)[0], identity=True, keypoints=same_identity)
+    source_face = judges.measure(to_uint8_frames(source_image)[0], identity=True, keypoints=same_identity)
     source_embedding = None if source_face is None else source_face.embedding
     condition.model.new_clip()
     condition.baseline.new_clip()
@@ -107,7 +102,9 @@ def _score(
             condition.model.add_unmeasured(len(chunk))
             condition.baseline.add_unmeasured(len(chunk))
             continue
-        for generated_image, driving_image in zip(_to_uint8(output), _to_uint8(driving.images), strict=True):
+        for generated_image, driving_image in zip(
+            to_uint8_frames(output), to_uint8_frames(driving.images), strict=True
+        ):
             # Same identity: the driving frame is also the ground truth that AKD compares with.
             driving_face = judges.measure(driving_image, keypoints=same_identity)
             generated_face = judges.measure(generated_image, identity=True, keypoints=same_identity)
