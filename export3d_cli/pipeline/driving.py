@@ -45,7 +45,9 @@ def load_driving(path: Path, *, smoothing: float, max_frames: int | None, progre
     """A motion file (``export3d extract``) is read as is; anything else is analysed as a video."""
     from export3d_cli.face.video_analysis import Smoothing, analyze_video
 
-    if is_motion_file(path):
+    # An .npz is meant as a motion file: load_motion then says what is wrong with it (a missing key, ...) instead
+    # of the video decoder calling it "not a video".
+    if is_motion_file(path) or Path(path).suffix.lower() == ".npz":
         motion = load_motion(path)
         video = Path(motion.source) if motion.source and Path(motion.source).is_file() else None
     else:

@@ -182,3 +182,12 @@ def test_a_source_that_is_not_an_image_fails_before_the_driver_is_analysed(drive
     text.write_text("not a photo")
     result = invoke("animate", text, driver, "-o", tmp_path / "o.mp4")
     assert_one_clean_error(result, names="notes.jpg: not an image")
+
+
+def test_a_motion_file_missing_a_key_says_so_instead_of_not_a_video(photo, tmp_path):
+    import numpy as np
+
+    broken = tmp_path / "motion.npz"
+    np.savez(broken, version=np.int64(1), expression=np.zeros((3, 52), np.float32))
+    result = invoke("animate", photo, broken, "-o", tmp_path / "o.mp4")
+    assert_one_clean_error(result, names="not an export3d motion file (missing camera")
