@@ -31,6 +31,7 @@ class Driving:
     motion: Motion
     path: Path  # what the user passed (video or motion file)
     video: Path | None  # the driving video (frames for --side-by-side, audio), if it exists
+    decode_error: str | None = None  # why decoding the driving video stopped before its end, if it did
 
     @property
     def frames(self) -> int:
@@ -47,13 +48,15 @@ def load_driving(path: Path, *, smoothing: float, max_frames: int | None, progre
 
     # An .npz is meant as a motion file: load_motion then says what is wrong with it (a missing key, ...) instead
     # of the video decoder calling it "not a video".
-    if is_motion_file(path) or Path(path).suffix.lower() == ".npz":
+    is_motion = is_motion_file(path) or Path(path).suffix.lower() == ".npz"
+    if is_motion:
         motion = load_motion(path)
         video = Path(motion.source) if motion.source and Path(motion.source).is_file() else None
     else:
         analysed = analyze_video(path, smoothing=Smoothing(smoothing), max_frames=max_frames, progress=progress)
         motion, video = analysed.motion(), path
-    driving = Driving(motion=motion, path=path, video=video)
+    decode_error = None if is_motion else analysed.decode_error
+    driving = Driving(motion=motion, path=path, video=video, decode_error=decode_error)
     return with_frames(driving, max_frames) if max_frames is not None and motion.frames > max_frames else driving
 
 

@@ -191,3 +191,10 @@ def test_a_motion_file_missing_a_key_says_so_instead_of_not_a_video(photo, tmp_p
     np.savez(broken, version=np.int64(1), expression=np.zeros((3, 52), np.float32))
     result = invoke("animate", photo, broken, "-o", tmp_path / "o.mp4")
     assert_one_clean_error(result, names="not an export3d motion file (missing camera")
+
+
+def test_animate_says_when_the_driving_video_stopped_decoding_early(photo, truncated_video, tmp_path):
+    result = invoke("animate", photo, truncated_video, "-o", tmp_path / "o.mp4")
+    assert result.code == 0, result.err
+    warnings = [line for line in result.err.splitlines() if line.startswith("Warning:")]
+    assert any("truncated.mkv: decoding stopped early after" in line for line in warnings), result.err
