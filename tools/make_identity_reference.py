@@ -4,7 +4,7 @@ CSIM centres dlib's embeddings on this mean before taking the cosine (see
 ``export3d_cli/metrics/identity.py`` for why). The population is every face
 that dlib's frontal detector (upsample 1) finds in the six demo photos of the
 npm package ``@vladmandic/face-api`` 1.7.15 (MIT): ``package/demo/sample1.jpg`` …
-``sample6.jpg``. Those photos are used for nothing else in this project, and
+``sample6.jpg``. Those photos are used only here and to fit the dlib face box (``dlib_models``), and
 none of the photos the metric tests judge is among them.
 
     npm pack @vladmandic/face-api@1.7.15 && tar xzf vladmandic-face-api-1.7.15.tgz

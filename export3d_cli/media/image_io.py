@@ -28,7 +28,9 @@ above twice its limit, which by default (~179 megapixels) is below ours.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,6 +64,21 @@ def load_image(path: str | Path) -> np.ndarray:
     cannot be used: missing, unreadable, empty, not an image, corrupt or
     truncated, too large, or in a colour mode that cannot be converted.
     """
+    with _checked_header(path) as (image, path):
+        _decode(image, path)
+        rgb = _to_rgb(image, path)
+    return np.ascontiguousarray(rgb)
+
+
+def check_image(path: str | Path) -> None:
+    """Fail fast (InputError) when ``path`` cannot be a usable photo: reads the header only, decodes nothing."""
+    with _checked_header(path):
+        pass
+
+
+@contextlib.contextmanager
+def _checked_header(path: str | Path) -> Iterator[tuple[Image.Image, Path]]:
+    """The opened (not yet decoded) image of a regular file whose format and size are acceptable, and its path."""
     path = require_regular_file(path)
     # Pillow warns about damaged metadata (EXIF, ICC, MPO index) and carries on; damaged pixel data raises.
     # Between MAX_PIXELS and twice it Pillow also warns, and _check_size refuses with a clearer message.
@@ -70,18 +87,7 @@ def load_image(path: str | Path) -> np.ndarray:
         warnings.simplefilter("ignore")
         with _open(file, path) as image:
             _check_size(image, path)
-            _decode(image, path)
-            rgb = _to_rgb(image, path)
-    return np.ascontiguousarray(rgb)
-
-
-def check_image(path: str | Path) -> None:
-    """Fail fast (InputError) when ``path`` cannot be a usable photo: reads the header only, decodes nothing."""
-    path = require_regular_file(path)
-    with _open_file(path) as file, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with _open(file, path) as image:
-            _check_size(image, path)
+            yield image, path
 
 
 def save_image(path: str | Path, image: np.ndarray) -> Path:

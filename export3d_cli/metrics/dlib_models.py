@@ -35,7 +35,8 @@ KEYPOINT_PREDICTOR = "shape_predictor_68_face_landmarks.dat"
 
 # MediaPipe landmark box -> the square box dlib's frontal detector would give (the box both shape
 # predictors were trained from): side and centre offset in units of the landmark box's longer side.
-# Fitted on real photos (see tests/data/real_faces/README.md).
+# Medians over the 9 faces that both dlib's detector and MediaPipe find in the @vladmandic/face-api demo photos
+# (the photos behind identity_reference.json; none of the test photos).
 BOX_SIDE = 0.87
 BOX_OFFSET = (-0.08, 0.0)
 

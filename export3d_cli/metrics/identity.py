@@ -11,7 +11,7 @@ photos in ``tests/data/real_faces``), so a raw cosine would squeeze the whole
 scale into 0.15. ArcFace's embeddings are spread over the sphere (strangers
 near 0). CSIM therefore takes the cosine **after subtracting the mean embedding
 of a face population** (``identity_reference.json``: 20 faces from photos used
-for nothing else; ``tools/make_identity_reference.py``). On the test photos
+in no test; ``tools/make_identity_reference.py``). On the test photos
 that gives 0.83–0.91 for one person and 0.11–0.42 for different people. The
 values are still not comparable with the paper's ArcFace CSIM, only with each
 other.
