@@ -15,7 +15,7 @@ Four measurements on a dataset made by ``export3d synth`` (or ``preprocess``), p
   each signal can be read back from β' linearly (R² of a least-squares fit): what the generator can use.
 - ``token_swap`` (in ``skip_swap``): the same swap for the source tokens (the ViT path) instead of the skip.
 
-    python tools/diagnose_expression_control.py WEIGHTS DATASET [--clips N]
+    python tools/diagnose_expression_control.py WEIGHTS DATASET [--clips N] [--only SECTION ...]
 """
 
 from __future__ import annotations
@@ -170,25 +170,32 @@ def signal_range(data: ClipDataset) -> dict:
     }
 
 
+SECTIONS = ("response", "skip_swap", "pair_difference", "range", "embedding")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights")
     parser.add_argument("dataset")
     parser.add_argument("--clips", type=int, default=12)
     parser.add_argument("--pairs", type=int, default=4000)
+    parser.add_argument(
+        "--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="measure these sections only"
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     model = load_model(args.weights).eval()
     data = ClipDataset(args.dataset, resolution=model.config.resolution)
     clips = data.clips("test")[: args.clips]
     with FaceMeter() as meter:
-        report = {
-            "response": response(model, data, clips, meter),
-            "skip_swap": skip_swap(model, data, data.clips("test"), meter),
-            "pair_difference": pair_difference(data, args.pairs, seed=0),
-            "range": signal_range(data),
-            "embedding": embedding(model, data),
+        sections = {
+            "response": lambda: response(model, data, clips, meter),
+            "skip_swap": lambda: skip_swap(model, data, data.clips("test"), meter),
+            "pair_difference": lambda: pair_difference(data, args.pairs, seed=0),
+            "range": lambda: signal_range(data),
+            "embedding": lambda: embedding(model, data),
         }
+        report = {name: sections[name]() for name in args.only}
     print(json.dumps(report, indent=1))
 
 

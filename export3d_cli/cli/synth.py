@@ -25,6 +25,13 @@ def synth(
     cross_clips: Annotated[
         int, typer.Option("--cross-clips", min=0, help="Cross-identity ground-truth clips per test identity.")
     ] = 1,
+    expressions: Annotated[
+        str,
+        typer.Option(
+            "--expressions",
+            help="Expression range: full (talking and held expressions across the whole range) or speech.",
+        ),
+    ] = "full",
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -44,6 +51,7 @@ def synth(
         seed=seed,
         test_fraction=test_fraction,
         cross_clips=cross_clips,
+        expressions=expressions,
     )
     total = total_frames(config)
     done = 0

@@ -48,7 +48,7 @@ from export3d_cli.face.video_analysis import Smoothing, analyze_frames
 from export3d_cli.synth.head_renderer import Lighting, SyntheticHead, random_lighting
 from export3d_cli.synth.identity import random_identity
 from export3d_cli.synth.textures import background
-from export3d_cli.synth.trajectories import camera_trajectory, expression_trajectory
+from export3d_cli.synth.trajectories import EXPRESSION_RANGES, camera_trajectory, expression_trajectory
 
 SYNTH_CONFIG_NAME = "synth.json"
 SYNTH_FPS = 25.0
@@ -64,8 +64,11 @@ class SynthConfig:
     seed: int = 0
     test_fraction: float = 0.1
     cross_clips: int = 1  # cross-identity clips per test identity
+    expressions: str = "full"  # EXPRESSION_RANGES: "speech" (talking only, datasets before 0.2) or "full"
 
     def __post_init__(self) -> None:
+        if self.expressions not in EXPRESSION_RANGES:
+            raise UsageError(f"--expressions must be one of {', '.join(EXPRESSION_RANGES)}, got {self.expressions!r}")
         if min(self.identities, self.clips_per_identity, self.frames) < 1:
             raise UsageError("--identities, --clips-per-identity and --frames must be at least 1")
         if not 32 <= self.resolution <= 1024:
@@ -86,7 +89,7 @@ class ClipPlan:
 
 def clip_plan(config: SynthConfig, identity: int, clip: int) -> ClipPlan:
     rng = np.random.default_rng([config.seed, identity, clip, 2])
-    controls = expression_trajectory(rng, config.frames, SYNTH_FPS)
+    controls = expression_trajectory(rng, config.frames, SYNTH_FPS, config.expressions)
     angles = camera_trajectory(rng, config.frames, SYNTH_FPS)
     lighting = random_lighting(rng)
     backdrop = background(rng, config.resolution, config.resolution)
@@ -242,6 +245,8 @@ def check_config(root: Path, config: SynthConfig) -> None:
             previous = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise UsageError(f"{path}: unreadable ({error}); use a new output folder") from error
+        if isinstance(previous, dict):
+            previous.setdefault("expressions", "speech")  # written before the option existed: talking clips only
         if previous != asdict(config):
             raise UsageError(f"{root}: holds a synthetic dataset made with other arguments; use a new output folder")
     elif (root / MANIFEST_NAME).exists():

@@ -1,9 +1,17 @@
-"""Talking-like expression trajectories and smooth camera paths for one synthetic clip.
+"""Expression trajectories and smooth camera paths for one synthetic clip.
 
-Speech opens the jaw in syllable-rate bursts (3-6 Hz) inside on/off speaking
-segments; blinks are short random events (sometimes a wink); smiles, brows and
-puckers drift slowly. Cameras follow EG3D's look-at sampler with yaw within
-±35° and pitch within ±20°, moving smoothly around a per-clip base pose.
+Two expression ranges (``EXPRESSION_RANGES``):
+
+- ``speech``: talking. Speech opens the jaw in syllable-rate bursts (3-6 Hz) inside on/off speaking segments;
+  blinks are short random events (sometimes a wink); smiles, brows and puckers drift slowly around a per-clip
+  level. Within a one-second clip the smile and brows barely change.
+- ``full``: a mix of talking clips and *expression* clips that move between held expressions drawn from the
+  whole human range -- wide-open mouth, laughs, broad and one-sided smiles, closed and squinting eyes, winks,
+  raised and furrowed brows, puckers, shouts -- so that two frames of one clip can differ in every control.
+  A generator trained on talking clips alone learns that copying the source's expression costs little.
+
+Cameras follow EG3D's look-at sampler with yaw within ±35° and pitch within ±20°, moving smoothly around a
+per-clip base pose.
 """
 
 from __future__ import annotations
@@ -14,6 +22,11 @@ from export3d_cli.synth.face_rig import CONTROL_INDEX, CONTROL_NAMES
 
 MAX_YAW = 35.0
 MAX_PITCH = 20.0
+
+EXPRESSION_RANGES = ("speech", "full")
+# Share of ``full``-range clips that are expression clips (the rest talk): talking is what drivers mostly do, so
+# it stays in the mix.
+EXPRESSION_CLIP_SHARE = 0.6
 
 
 def smooth_noise(rng: np.random.Generator, frames: int, sigma_frames: float, dims: int = 1) -> np.ndarray:
@@ -47,8 +60,19 @@ def _events(rng: np.random.Generator, frames: int, fps: float, rate: float, dura
     return signal
 
 
-def expression_trajectory(rng: np.random.Generator, frames: int, fps: float) -> np.ndarray:
-    """Expression controls [T, 8] in [0, 1] (columns: CONTROL_NAMES)."""
+def expression_trajectory(
+    rng: np.random.Generator, frames: int, fps: float, expression_range: str = "speech"
+) -> np.ndarray:
+    """Expression controls [T, 8] in [0, 1] (columns: CONTROL_NAMES) for one clip of ``expression_range``."""
+    if expression_range not in EXPRESSION_RANGES:
+        raise ValueError(f"expression range must be one of {EXPRESSION_RANGES}, got {expression_range!r}")
+    if expression_range == "full" and rng.random() < EXPRESSION_CLIP_SHARE:
+        return held_expression_trajectory(rng, frames, fps)
+    return speech_trajectory(rng, frames, fps)
+
+
+def speech_trajectory(rng: np.random.Generator, frames: int, fps: float) -> np.ndarray:
+    """Talking controls [T, 8] in [0, 1]: syllable-rate jaw, blinks, slowly drifting smile, brows and pucker."""
     controls = np.zeros((frames, len(CONTROL_NAMES)))
     if frames == 0:
         return controls
@@ -86,6 +110,86 @@ def expression_trajectory(rng: np.random.Generator, frames: int, fps: float) -> 
     controls[:, CONTROL_INDEX["brow_lower"]] = -brows
     if rng.random() < 0.35:
         controls[:, CONTROL_INDEX["pucker"]] = rng.uniform(0.4, 1.0) * _events(rng, frames, fps, 0.4, 0.8)
+    return np.clip(controls, 0.0, 1.0)
+
+
+def _uniform(low: float, high: float) -> tuple[float, float]:
+    return (low, high)
+
+
+# Expressions a clip moves between: control name -> (low, high) of a uniform draw; controls not named stay near 0.
+# Intensities reach the rig's full range (1.0), where the face pipeline measures e.g. jawOpen 0.3-0.75 and
+# eyeBlink ~0.7 depending on the identity.
+EXPRESSION_ARCHETYPES: dict[str, dict[str, tuple[float, float]]] = {
+    "neutral": {},
+    "open_mouth": {"jaw_open": _uniform(0.6, 1.0)},
+    "laugh": {
+        "jaw_open": _uniform(0.3, 0.8),
+        "smile_left": _uniform(0.6, 1.0),
+        "smile_right": _uniform(0.6, 1.0),
+        "blink_left": _uniform(0.2, 0.5),
+        "blink_right": _uniform(0.2, 0.5),
+    },
+    "broad_smile": {"smile_left": _uniform(0.6, 1.0), "smile_right": _uniform(0.6, 1.0)},
+    "one_sided_smile": {"smile_left": _uniform(0.6, 1.0), "smile_right": _uniform(0.0, 0.15)},
+    "eyes_closed": {"blink_left": _uniform(0.85, 1.0), "blink_right": _uniform(0.85, 1.0)},
+    "squint": {"blink_left": _uniform(0.35, 0.65), "blink_right": _uniform(0.35, 0.65)},
+    "wink": {"blink_left": _uniform(0.85, 1.0), "smile_left": _uniform(0.0, 0.5)},
+    "surprise": {"brow_raise": _uniform(0.7, 1.0), "jaw_open": _uniform(0.2, 0.7)},
+    "raised_brows": {"brow_raise": _uniform(0.6, 1.0)},
+    "frown": {"brow_lower": _uniform(0.6, 1.0), "blink_left": _uniform(0.0, 0.35), "blink_right": _uniform(0.0, 0.35)},
+    "pucker": {"pucker": _uniform(0.6, 1.0)},
+    "shout": {"jaw_open": _uniform(0.7, 1.0), "brow_lower": _uniform(0.3, 0.8)},
+}
+# One-sided archetypes are mirrored half of the time (left <-> right).
+_MIRROR = {
+    "smile_left": "smile_right",
+    "smile_right": "smile_left",
+    "blink_left": "blink_right",
+    "blink_right": "blink_left",
+}
+
+
+def _archetype_controls(rng: np.random.Generator, name: str) -> np.ndarray:
+    """Controls [8] of one draw of archetype ``name`` (a little noise on every control it does not set)."""
+    controls = np.clip(rng.normal(0.0, 0.05, size=len(CONTROL_NAMES)), 0.0, None)
+    mirror = rng.random() < 0.5
+    for control, (low, high) in EXPRESSION_ARCHETYPES[name].items():
+        target = _MIRROR.get(control, control) if mirror else control
+        controls[CONTROL_INDEX[target]] = rng.uniform(low, high)
+    return controls
+
+
+def held_expression_trajectory(rng: np.random.Generator, frames: int, fps: float) -> np.ndarray:
+    """Controls [T, 8] in [0, 1] moving between held expressions (0.12-0.4 s holds, 0.08-0.2 s smoothstep moves).
+
+    Consecutive expressions are distinct archetypes, so even a one-second clip visits two to four different
+    faces; the first is drawn at a random point of its hold so clips do not all start on a hold.
+    """
+    names = list(EXPRESSION_ARCHETYPES)
+    controls = np.zeros((frames, len(CONTROL_NAMES)))
+    if frames == 0:
+        return controls
+    time = np.arange(frames) / fps
+    previous_name = names[int(rng.integers(len(names)))]
+    previous = _archetype_controls(rng, previous_name)
+    t = -rng.uniform(0.0, 0.4)
+    while t < time[-1]:
+        hold, move = rng.uniform(0.12, 0.4), rng.uniform(0.08, 0.2)
+        name = names[int(rng.integers(len(names) - 1))]
+        name = name if name != previous_name else names[-1]  # a different archetype, uniformly among the rest
+        following = _archetype_controls(rng, name)
+        held = (time >= t) & (time < t + hold)
+        controls[held] = previous
+        moving = (time >= t + hold) & (time < t + hold + move)
+        progress = (time[moving] - t - hold) / move
+        ease = progress * progress * (3 - 2 * progress)  # smoothstep: no velocity jump at either end
+        controls[moving] = previous + ease[:, None] * (following - previous)
+        previous_name, previous, t = name, following, t + hold + move
+    # People keep blinking while they make faces.
+    blinks = _events(rng, frames, fps, rate=rng.uniform(0.15, 0.5), duration=rng.uniform(0.15, 0.3))
+    for eye in ("blink_left", "blink_right"):
+        controls[:, CONTROL_INDEX[eye]] = np.maximum(controls[:, CONTROL_INDEX[eye]], blinks)
     return np.clip(controls, 0.0, 1.0)
 
 

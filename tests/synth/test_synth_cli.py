@@ -329,6 +329,17 @@ def test_other_arguments_into_an_existing_dataset_are_refused(dataset, tmp_path)
     assert snapshot(copy) == before
 
 
+def test_a_dataset_written_before_the_expressions_option_resumes_as_speech_only(dataset, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    config = json.loads((copy / "synth.json").read_text())
+    config.pop("expressions")
+    (copy / "synth.json").write_text(json.dumps(config))
+    assert_one_clean_error(invoke(*synth_args(copy, "-q")))  # the default is now the full range
+    result = invoke(*synth_args(copy, "-q", "--expressions", "speech"))
+    assert result.code == 0, result.err
+
+
 def test_a_dataset_that_synth_did_not_write_is_refused(dataset, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(dataset, copy)

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from export3d_cli.synth.face_rig import CONTROL_INDEX, CONTROL_NAMES
-from export3d_cli.synth.trajectories import MAX_PITCH, MAX_YAW, camera_trajectory, expression_trajectory
+from export3d_cli.synth.trajectories import (
+    EXPRESSION_ARCHETYPES,
+    MAX_PITCH,
+    MAX_YAW,
+    camera_trajectory,
+    expression_trajectory,
+    held_expression_trajectory,
+)
 
 FPS = 25.0
 SEEDS = range(20)
@@ -42,6 +49,71 @@ def long_cameras() -> list[np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------------- expressions
+
+CLIP = 24  # frames of the demo dataset's clips (about one second)
+SMILE = [CONTROL_INDEX["smile_left"], CONTROL_INDEX["smile_right"]]
+BLINK = [CONTROL_INDEX["blink_left"], CONTROL_INDEX["blink_right"]]
+
+
+def within_clip_spread(expression_range: str, clips: int = 300) -> dict[str, float]:
+    """Mean over one-second clips of each signal's max - min within the clip."""
+    spreads: dict[str, list[float]] = {"jaw": [], "smile": [], "blink": [], "brow": []}
+    for seed in range(clips):
+        controls = expression_trajectory(rng(seed), CLIP, FPS, expression_range)
+        signals = {
+            "jaw": controls[:, CONTROL_INDEX["jaw_open"]],
+            "smile": controls[:, SMILE].mean(axis=1),
+            "blink": controls[:, BLINK].mean(axis=1),
+            "brow": controls[:, CONTROL_INDEX["brow_raise"]] - controls[:, CONTROL_INDEX["brow_lower"]],
+        }
+        for name, signal in signals.items():
+            spreads[name].append(float(signal.max() - signal.min()))
+    return {name: float(np.mean(values)) for name, values in spreads.items()}
+
+
+def test_full_range_clips_change_every_signal_far_more_within_a_clip_than_talking_clips():
+    speech, full = within_clip_spread("speech"), within_clip_spread("full")
+    # Talking clips hold the smile and brows at a per-clip level; the full range moves them within the clip ...
+    for name in ("smile", "brow"):
+        assert full[name] > 1.6 * speech[name], (name, full[name], speech[name])
+    # ... and keeps the jaw and blinks moving as much as talking does.
+    for name in ("jaw", "blink"):
+        assert full[name] > 0.85 * speech[name], (name, full[name], speech[name])
+
+
+def test_held_expressions_reach_every_control_s_full_range_one_sided_and_held():
+    clips = [held_expression_trajectory(rng(seed), CLIP, FPS) for seed in range(400)]
+    stacked = np.concatenate(clips)
+    for name in CONTROL_NAMES:
+        assert stacked[:, CONTROL_INDEX[name]].max() >= 0.9, name
+    assert np.abs(stacked[:, SMILE[0]] - stacked[:, SMILE[1]]).max() >= 0.6  # one-sided smiles
+    assert np.abs(stacked[:, BLINK[0]] - stacked[:, BLINK[1]]).max() >= 0.7  # winks
+    squints = (stacked[:, BLINK].min(axis=1) > 0.3) & (stacked[:, BLINK].max(axis=1) < 0.7)
+    assert squints.mean() > 0.02
+    # Holds: consecutive identical rows; and no clip sits on one expression for the whole second.
+    assert np.mean([np.any(np.all(np.diff(c, axis=0) == 0, axis=1)) for c in clips]) > 0.8
+    assert all(np.ptp(c, axis=0).max() > 0.3 for c in clips)
+
+
+def test_every_archetype_names_real_controls_with_ranges_inside_the_unit_interval():
+    for name, ranges in EXPRESSION_ARCHETYPES.items():
+        for control, (low, high) in ranges.items():
+            assert control in CONTROL_INDEX, (name, control)
+            assert 0.0 <= low <= high <= 1.0, (name, control)
+
+
+@pytest.mark.parametrize("frames", [1, 3, CLIP, LONG])
+def test_full_range_trajectory_is_in_the_unit_range_and_deterministic(frames):
+    for seed in SEEDS:
+        controls = expression_trajectory(rng(seed), frames, FPS, "full")
+        assert controls.shape == (frames, len(CONTROL_NAMES))
+        assert 0.0 <= controls.min() and controls.max() <= 1.0
+        np.testing.assert_array_equal(expression_trajectory(rng(seed), frames, FPS, "full"), controls)
+
+
+def test_an_unknown_expression_range_is_refused():
+    with pytest.raises(ValueError, match="expression range"):
+        expression_trajectory(rng(0), CLIP, FPS, "wild")
 
 
 @pytest.mark.parametrize("frames", [3, 6, 50, LONG])
