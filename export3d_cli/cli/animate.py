@@ -104,6 +104,8 @@ def animate(
     results, failures, errors = [], [], []
     with progress("Analysing the driver", quiet=quiet) as bar:
         driving = load_driving(driving_path, smoothing=smoothing, max_frames=max_frames, progress=bar.update)
+        if driving.video_problem and not no_audio and not quiet:
+            warn(f"{driving_path}: {driving.video_problem}; the output has no audio")
         if driving.decode_error and not quiet:
             warn(f"{driving_path}: decoding stopped early after {driving.frames} frames: {driving.decode_error}")
         if driving.missing and not quiet:

@@ -21,6 +21,7 @@ import numpy as np
 
 from export3d_cli.face.blendshapes import EXPRESSION_DIM
 from export3d_cli.face.landmarker_model import face_landmarker_path
+from export3d_cli.face.offline import run_offline
 
 LANDMARK_COUNT = 478
 ANALYSIS_MAX_SIDE = 1920
@@ -82,8 +83,9 @@ class FaceLandmarker:
             output_face_blendshapes=True,
         )
         self.mode = mode
+        # MediaPipe's wheel uploads usage metrics from the threads this call starts; run_offline denies them sockets.
         with _quiet_stderr():
-            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+            self._landmarker = run_offline(lambda: vision.FaceLandmarker.create_from_options(options))
         self._last_timestamp_ms = -1
         self._warmed_up = False
 

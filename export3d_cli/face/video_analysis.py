@@ -152,7 +152,8 @@ def analyze_video(
         frames = sampled_frames(iter(reader), source_fps, fps)
         tracked = _track(frames, fps or source_fps, face_index, max_frames, total, progress, str(path))
         decode_error = reader.error
-    return _finish(*tracked, fps or source_fps, str(path), resolution, smoothing, decode_error)
+    # Absolute: a motion file is used from other folders, where a relative path names another video (or none).
+    return _finish(*tracked, fps or source_fps, str(Path(path).resolve()), resolution, smoothing, decode_error)
 
 
 def analyze_frames(

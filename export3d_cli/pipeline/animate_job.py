@@ -75,7 +75,7 @@ def animate_source(
 
     if options.side_by_side and driving.video is None:
         raise InputError(
-            f"{driving.path}: --side-by-side needs the driving video, and the motion file's source is gone"
+            f"{driving.path}: --side-by-side needs the driving video, but {driving.video_problem or 'it is gone'}"
         )
     encoded = animator.encode(analysis.crop, analysis.expression)
     betas, cameras = drive(driving, analysis.expression, analysis.camera, options.pose, options.expression)

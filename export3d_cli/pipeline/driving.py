@@ -32,6 +32,7 @@ class Driving:
     path: Path  # what the user passed (video or motion file)
     video: Path | None  # the driving video (frames for --side-by-side, audio), if it exists
     decode_error: str | None = None  # why decoding the driving video stopped before its end, if it did
+    video_problem: str | None = None  # why a motion file's driving video (audio, --side-by-side) is unavailable
 
     @property
     def frames(self) -> int:
@@ -49,15 +50,32 @@ def load_driving(path: Path, *, smoothing: float, max_frames: int | None, progre
     # An .npz is meant as a motion file: load_motion then says what is wrong with it (a missing key, ...) instead
     # of the video decoder calling it "not a video".
     is_motion = is_motion_file(path) or Path(path).suffix.lower() == ".npz"
+    video_problem = None
     if is_motion:
         motion = load_motion(path)
-        video = Path(motion.source) if motion.source and Path(motion.source).is_file() else None
+        video, video_problem = locate_driving_video(motion.source, path)
     else:
         analysed = analyze_video(path, smoothing=Smoothing(smoothing), max_frames=max_frames, progress=progress)
         motion, video = analysed.motion(), path
     decode_error = None if is_motion else analysed.decode_error
-    driving = Driving(motion=motion, path=path, video=video, decode_error=decode_error)
+    driving = Driving(motion=motion, path=path, video=video, decode_error=decode_error, video_problem=video_problem)
     return with_frames(driving, max_frames) if max_frames is not None and motion.frames > max_frames else driving
+
+
+def locate_driving_video(source: str, motion_path: Path) -> tuple[Path | None, str | None]:
+    """The driving video a motion file was extracted from, or (None, why not).
+
+    ``export3d extract`` stores the absolute path. Files written before it did hold the path as typed, relative
+    to a working folder nobody recorded; such a path is looked up next to the motion file only -- never in the
+    current folder, where the same name may be another video whose audio would be copied without a word.
+    """
+    if not source:
+        return None, "the motion file names no driving video"
+    stored = Path(source)
+    candidate = stored if stored.is_absolute() else Path(motion_path).resolve().parent / stored
+    if not candidate.is_file():
+        return None, f"its driving video {candidate} is not there"
+    return candidate, None
 
 
 def drive(

@@ -239,6 +239,26 @@ def test_animate_motion_file_whose_video_is_gone_gives_a_silent_video(weights, o
     assert result.code == 0, result.err
     assert json.loads(result.out)["outputs"][0]["audio"] is False
     assert decode(output).shape[0] == 3
+    warnings = [line for line in result.err.splitlines() if "no audio" in line]
+    assert len(warnings) == 1 and "gone.mp4" in warnings[0] and "is not there" in warnings[0]
+
+
+def test_a_motion_file_extracted_from_a_relative_path_keeps_its_video_when_used_from_another_folder(
+    weights, tmp_path, monkeypatch
+):
+    """Extracted in one folder, used from another that holds a different video of the same name."""
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    shutil.copyfile(DRIVER, here / "talk.mp4")
+    monkeypatch.chdir(here)
+    assert invoke("extract", "talk.mp4", "-o", "m.npz", "--max-frames", 3, "-q").code == 0
+    (elsewhere / "talk.mp4").write_bytes(b"another file of the same name")
+    monkeypatch.chdir(elsewhere)
+    result = animate(weights, SOURCE, here / "m.npz", "-o", tmp_path / "out.mp4", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["outputs"][0]["audio"] is True
+    assert "no audio" not in result.err
 
 
 def test_animate_side_by_side_from_a_motion_file_whose_video_is_gone_fails_cleanly(weights, orphan_motion, out_dir):

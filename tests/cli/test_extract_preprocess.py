@@ -109,7 +109,7 @@ def test_extract_prints_only_the_output_path_and_writes_the_motion(plain_extract
     assert int((~motion.valid).sum()) == 4
     np.testing.assert_array_equal(motion.valid, driving_video.valid_mask)
     assert motion.fps == 25.0
-    assert motion.source == str(driving_video.path)
+    assert motion.source == str(Path(driving_video.path).resolve())
 
 
 def test_extract_warns_once_about_frames_without_a_face(plain_extract, driving_video):

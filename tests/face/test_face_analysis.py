@@ -285,10 +285,13 @@ def test_mediapipe_blendshape_order_is_blendshape_names(photo):
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
+    from export3d_cli.face.offline import run_offline
+
     options = vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=str(face_landmarker_path())), output_face_blendshapes=True
     )
-    with vision.FaceLandmarker.create_from_options(options) as raw:
+    # Through run_offline, as the package does: MediaPipe's wheel would otherwise look up its metrics host.
+    with run_offline(lambda: vision.FaceLandmarker.create_from_options(options)) as raw:
         result = raw.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(photo)))
     categories = result.face_blendshapes[0]
     assert [category.category_name for category in categories] == list(BLENDSHAPE_NAMES)

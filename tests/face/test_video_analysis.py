@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,7 +87,7 @@ def test_analysis_counts_frames_and_marks_only_faceless_frames_invalid(default_m
     np.testing.assert_array_equal(motion.valid, driving_video.valid_mask)
     np.testing.assert_array_equal(motion.frame_indices, np.arange(40))
     assert motion.decode_error is None
-    assert motion.source == str(driving_video.path)
+    assert motion.source == str(Path(driving_video.path).resolve())
     assert motion.resolution == 256
 
 

@@ -14,7 +14,7 @@ from export3d_cli.face.motion_file import Motion, save_motion
 from export3d_cli.pipeline.animate_job import AnimateOptions, animate_source, output_name
 from export3d_cli.pipeline.animator import Animator, choose_device
 from export3d_cli.pipeline.compose import PasteBack, face_mask, fit_square, side_by_side
-from export3d_cli.pipeline.driving import Driving, drive, load_driving, with_frames
+from export3d_cli.pipeline.driving import Driving, drive, load_driving, locate_driving_video, with_frames
 from export3d_cli.pipeline.frame_output import grid_image
 
 FRAMES = 7
@@ -108,6 +108,31 @@ def test_load_driving_reads_a_motion_file_and_cuts_it_to_max_frames(tmp_path):
 def test_load_driving_motion_file_whose_video_is_gone_has_no_video(tmp_path):
     path = save_motion(tmp_path / "motion.npz", random_motion(source=str(tmp_path / "deleted.mp4")))
     assert load_driving(path, smoothing=1.0, max_frames=None).video is None
+
+
+def test_locate_driving_video_takes_an_absolute_path_as_stored(tmp_path):
+    video = tmp_path / "talk.mp4"
+    video.write_bytes(b"video")
+    assert locate_driving_video(str(video), tmp_path / "elsewhere" / "m.npz") == (video, None)
+
+
+def test_locate_driving_video_resolves_an_old_relative_path_next_to_the_motion_file_never_in_the_cwd(
+    tmp_path, monkeypatch
+):
+    beside, cwd = tmp_path / "motion", tmp_path / "cwd"
+    beside.mkdir()
+    cwd.mkdir()
+    (cwd / "talk.mp4").write_bytes(b"another video")
+    monkeypatch.chdir(cwd)
+    video, problem = locate_driving_video("talk.mp4", beside / "m.npz")
+    assert video is None and str(beside / "talk.mp4") in problem
+    (beside / "talk.mp4").write_bytes(b"the driving video")
+    assert locate_driving_video("talk.mp4", beside / "m.npz") == (beside / "talk.mp4", None)
+
+
+def test_locate_driving_video_says_why_when_the_motion_file_names_none(tmp_path):
+    video, problem = locate_driving_video("", tmp_path / "m.npz")
+    assert video is None and "names no driving video" in problem
 
 
 def test_with_frames_keeps_the_first_frames():

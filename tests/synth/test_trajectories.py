@@ -107,7 +107,7 @@ def test_full_range_trajectory_is_in_the_unit_range_and_deterministic(frames):
     for seed in SEEDS:
         controls = expression_trajectory(rng(seed), frames, FPS, "full")
         assert controls.shape == (frames, len(CONTROL_NAMES))
-        assert 0.0 <= controls.min() and controls.max() <= 1.0
+        assert controls.min() >= 0.0 and controls.max() <= 1.0
         np.testing.assert_array_equal(expression_trajectory(rng(seed), frames, FPS, "full"), controls)
 
 
