@@ -80,6 +80,13 @@ def animate(
         raise InputError(f"{driving_path}: no such file")
     if output is not None and output.suffix and output.suffix.lower() != ".mp4" and not output.is_dir():
         raise UsageError(f"{output}: the output must be an .mp4 file (or a folder for several sources)")
+    if output is not None and output.exists() and not output.is_dir():
+        if not output.is_file():
+            raise UsageError(
+                f"{output}: is not a regular file (a device, pipe or socket); give an .mp4 path or a folder"
+            )
+        if output.suffix.lower() != ".mp4":
+            raise UsageError(f"{output}: is a file without the .mp4 suffix; give an .mp4 path or a folder")
     single = len(sources) == 1 and (output is None or output.suffix.lower() == ".mp4")
     if single:
         target = output or Path(output_name(sources[0], driving_path))

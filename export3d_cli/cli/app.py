@@ -1,13 +1,16 @@
 """The Typer app and its single error boundary.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input. A known
-error prints one ``Error: ...`` line on stderr; ``EXPORT3D_DEBUG=1`` shows the
-traceback too. Commands import torch and friends inside their bodies so that
-``export3d --help`` stays instant.
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input, 128 + the
+signal number when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; see
+``export3d_cli.signals``). A known error prints one ``Error: ...`` line on
+stderr; ``EXPORT3D_DEBUG=1`` shows the traceback too. A failed command removes
+the output folders it created that are still empty. Commands import torch and
+friends inside their bodies so that ``export3d --help`` stays instant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -18,8 +21,9 @@ from typing import Annotated
 
 import typer
 
-from export3d_cli import __version__
-from export3d_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, Export3DError, Interrupted
+from export3d_cli import __version__, signals
+from export3d_cli.atomic import CreatedFolders
+from export3d_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, Export3DError, Interrupted
 
 app = typer.Typer(
     name="export3d",
@@ -49,7 +53,7 @@ def _root(
 
 
 def command(application: typer.Typer, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register a command whose Ctrl-C becomes exit 130 (click would turn it into exit 1)."""
+    """Register a command whose Ctrl-C (or SIGTERM, SIGHUP) becomes exit 128 + signal (click would make it 1)."""
 
     def decorate(function: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(function)
@@ -101,10 +105,30 @@ def _debug() -> bool:
 
 
 def _fail(message: str, code: int) -> int:
-    if _debug():
-        traceback.print_exc()
-    print(f"Error: {message}", file=sys.stderr)
+    # After SIGHUP the terminal may be gone; the exit code (and the cleanup after this) must not depend on stderr.
+    with contextlib.suppress(OSError):
+        if _debug():
+            traceback.print_exc()
+        print(f"Error: {message}", file=sys.stderr)
     return code
+
+
+def _report(error: BaseException) -> int:
+    """The ``Error:`` line and exit code for what ended a command."""
+    terminated = signals.terminated_by()
+    if terminated is not None:
+        # Whatever the signal cut short ends as the interruption it is: an ffmpeg killed by the same signal (sent
+        # to the whole process group) must not be reported as a failed encode.
+        message = error.message if isinstance(error, Interrupted) else "interrupted"
+        detail = message.removeprefix("interrupted") if message.startswith("interrupted") else f": {message}"
+        return _fail(f"interrupted by {terminated.name}{detail}", 128 + terminated)
+    if isinstance(error, Export3DError):
+        return _fail(error.message, error.exit_code)
+    if isinstance(error, KeyboardInterrupt):
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    hint = "" if _debug() else " (set EXPORT3D_DEBUG=1 for the traceback)"
+    return _fail(f"internal error: {type(error).__name__}: {first}{hint}", EXIT_FAILURE)
 
 
 def run(argv: list[str] | None = None, application: typer.Typer | None = None) -> int:
@@ -112,24 +136,29 @@ def run(argv: list[str] | None = None, application: typer.Typer | None = None) -
 
     Typer itself reports usage errors (exit 2) and help/version (exit 0) through SystemExit.
     """
+    with CreatedFolders() as created:
+        code = _run(argv, application or app)
+        if code != EXIT_OK:
+            created.remove_empty()
+    return code
+
+
+def _run(argv: list[str] | None, application: typer.Typer) -> int:
     try:
-        with warnings.catch_warnings():
+        with signals.termination_raises(), warnings.catch_warnings():
             # Library warnings (numpy's RuntimeWarning, Pillow's metadata notes, ...) are not for the user: the
             # CLI says what matters in its own "Warning:" lines. EXPORT3D_DEBUG=1 shows them.
             if not _debug():
                 warnings.simplefilter("ignore")
-            (application or app)(args=argv, prog_name="export3d")
+            application(args=argv, prog_name="export3d")
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILURE)
-    except Export3DError as exc:
-        return _fail(exc.message, exc.exit_code)
-    except KeyboardInterrupt:
-        return _fail("interrupted", EXIT_INTERRUPTED)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        hint = "" if _debug() else " (set EXPORT3D_DEBUG=1 for the traceback)"
-        return _fail(f"internal error: {type(exc).__name__}: {first}{hint}", EXIT_FAILURE)
-    return 0
+        code = exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_FAILURE)
+        terminated = signals.terminated_by()
+        # A signal outside a command's body (click reported "Aborted!"): the exit code still says which.
+        return 128 + terminated if terminated is not None and code != EXIT_OK else code
+    except (Exception, KeyboardInterrupt) as exc:
+        return _report(exc)
+    return EXIT_OK
 
 
 def main() -> None:

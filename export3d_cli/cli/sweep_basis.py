@@ -1,14 +1,22 @@
-"""``export3d sweep-basis SOURCE --index I [--range LO:HI] [--steps K] -o OUT`` (paper Fig. 9).
+"""``export3d sweep-basis SOURCE --index I [--range LO:HI|auto] [--steps K] [--measure] -o OUT`` (paper Fig. 9).
 
 CLeBS writes an expression as β' = Σ λ_i v_i over n learned orthonormal
 directions. This renders the source with the coefficients of its own expression,
-except λ_I, which takes K values from LO to HI (the paper scales λ_4 and λ_8 from
-1 to 10). The camera is the source's own. Output: a video (.mp4) or a grid image.
+except λ_I, which takes K values from LO to HI. The camera is the source's own.
+Output: a video (.mp4) or a grid image, each tile captioned with its λ.
+
+The paper scales λ_4 and λ_8 from 1 to 10; here learned coefficients are of order
+0.1 (a photo's own λ is typically within ±0.3), so ``--range auto`` (the default)
+sweeps the span λ_I takes over the neutral face and the 52 single-blendshape
+extremes (``CLeBS.coefficient_span``), which stays on faces. ``--measure``
+re-measures the 52 blendshapes on every tile with the face pipeline and reports
+which ones the direction moves, and by how much.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -31,12 +39,17 @@ from export3d_cli.cli.progress import progress
 def sweep_basis(
     source: Annotated[Path, typer.Argument(help="Portrait photo.")],
     index: Annotated[int, typer.Option("--index", help="Which CLeBS direction (0 … n-1).")],
-    value_range: Annotated[str, typer.Option("--range", help="LO:HI values taken by λ_index.")] = "1:10",
+    value_range: Annotated[
+        str, typer.Option("--range", help="LO:HI values taken by λ_index, or auto (the span faces produce).")
+    ] = "auto",
     steps: Annotated[int, typer.Option("--steps", min=2, help="Values between LO and HI.")] = 10,
     output: Annotated[Path, typer.Option("-o", "--output", help="Grid image (.png/.jpg) or video (.mp4).")] = Path(
         "sweep.png"
     ),
     fps: Annotated[float, typer.Option("--fps", min=1.0, max=120.0, help="Frame rate of a video.")] = 10.0,
+    measure: Annotated[
+        bool, typer.Option("--measure", help="Re-measure the blendshapes on every tile; report what moves.")
+    ] = False,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
@@ -54,8 +67,10 @@ def sweep_basis(
     from export3d_cli.models.expression_encoder import CLeBS
     from export3d_cli.pipeline.animator import Animator
     from export3d_cli.pipeline.frame_output import IMAGE_OUTPUTS, VIDEO_OUTPUTS, write_views
+    from export3d_cli.pipeline.tile_labels import caption_frame
 
-    low, high = parse_range(value_range, "--range", 1e4)
+    automatic = value_range.strip().lower() == "auto"
+    low, high = (0.0, 0.0) if automatic else parse_range(value_range, "--range", 1e4)
     if output.suffix.lower() not in (*IMAGE_OUTPUTS, *VIDEO_OUTPUTS):
         raise UsageError(f"{output}: write .png, .jpg, .webp, .bmp or .mp4")
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
@@ -67,6 +82,9 @@ def sweep_basis(
         raise UsageError(
             f"--index must be between 0 and {basis_size - 1} (the model has n = {basis_size}), got {index}"
         )
+    if automatic:
+        span_low, span_high = encoder.coefficient_span()
+        low, high = float(span_low[index]), float(span_high[index])
     prepare_output_file(output, inputs=[source])
     analysis = analyze_image(source, face_index=face_index)
     encoded = animator.encode(analysis.crop, analysis.expression)
@@ -79,15 +97,64 @@ def sweep_basis(
         embedding = encoder.from_coefficients(coefficients)  # [K, d]
     cameras = np.repeat(analysis.camera[None], steps, axis=0)
     with progress("Rendering the sweep", quiet=quiet) as bar:
-        frames = animator.render_embedding(encoded, embedding, cameras)
-        write_views(output, frames, count=steps, size=animator.resolution, fps=fps, on_frame=bar.update)
+        frames: list[np.ndarray] = []  # uncaptioned, for --measure
+
+        def captioned() -> Iterator[np.ndarray]:
+            rendered = animator.render_embedding(encoded, embedding, cameras)
+            for frame, value in zip(rendered, values.tolist(), strict=True):
+                frames.append(frame)
+                yield caption_frame(frame, f"lam{index} {value:+.3f}")
+
+        write_views(output, captioned(), count=steps, size=animator.resolution, fps=fps, on_frame=bar.update)
+    summary = {
+        "output": str(output),
+        "index": index,
+        "values": values.tolist(),
+        "range": "auto" if automatic else "given",
+        "source_lambda": float(own[0, index]),
+    }
+    if measure:
+        with progress("Measuring the tiles", quiet=quiet):
+            summary.update(measure_sweep(frames))
     if as_json:
-        summary = {
-            "output": str(output),
-            "index": index,
-            "values": values.tolist(),
-            "source_lambda": float(own[0, index]),
-        }
         typer.echo(json.dumps(summary))
-    else:
-        typer.echo(str(output))
+        return
+    typer.echo(str(output))
+    if measure:
+        typer.echo(moves_table(summary))
+
+
+# Blendshapes listed per sweep: the directions are orthogonal in β' but each moves a handful of blendshapes.
+TOP_MOVES = 5
+
+
+def measure_sweep(frames: list[np.ndarray]) -> dict:
+    """Blendshapes measured on each tile; ``moves``: the TOP_MOVES largest |last − first| changes (name, Δ).
+
+    Tiles without a face are reported as such and left out of ``moves``, which compares the first and last
+    tiles that have one.
+    """
+    from export3d_cli.face.blendshapes import BLENDSHAPE_NAMES
+    from export3d_cli.metrics.face_measurement import FaceMeter
+
+    with FaceMeter() as meter:
+        measured = [meter.measure(frame) for frame in frames]
+    found = [m.expression for m in measured if m is not None]
+    moves: list[list] = []
+    if len(found) >= 2:
+        delta = found[-1] - found[0]
+        order = np.argsort(-np.abs(delta))[:TOP_MOVES]
+        moves = [[BLENDSHAPE_NAMES[i], round(float(delta[i]), 4)] for i in order]
+    return {"face_found": [m is not None for m in measured], "moves": moves}
+
+
+def moves_table(summary: dict) -> str:
+    """Text lines: faces found, and each moved blendshape with its change from the first to the last tile."""
+    found = summary["face_found"]
+    lines = [f"face found in {sum(found)} of {len(found)} tiles"]
+    if not summary["moves"]:
+        return "\n".join([*lines, "fewer than two tiles with a face: nothing to compare"])
+    first, last = summary["values"][0], summary["values"][-1]
+    lines.append(f"blendshape change from λ = {first:+.3g} to {last:+.3g}:")
+    lines += [f"  {name:<22} {delta:+.3f}" for name, delta in summary["moves"]]
+    return "\n".join(lines)

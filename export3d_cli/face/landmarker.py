@@ -22,6 +22,7 @@ import numpy as np
 from export3d_cli.face.blendshapes import EXPRESSION_DIM
 from export3d_cli.face.landmarker_model import face_landmarker_path
 from export3d_cli.face.offline import run_offline
+from export3d_cli.signals import interruptions_held
 
 LANDMARK_COUNT = 478
 ANALYSIS_MAX_SIDE = 1920
@@ -96,9 +97,26 @@ class FaceLandmarker:
         self.close()
 
     def close(self) -> None:
-        if self._landmarker is not None:
+        """Release MediaPipe's graph; idempotent. A Ctrl-C or SIGTERM meanwhile waits until it is done: cut short, the
+        close would be retried by MediaPipe's own ``__del__`` at interpreter exit, which then prints a traceback."""
+        if self._landmarker is None:
+            return
+        with interruptions_held():
             self._landmarker.close()
             self._landmarker = None
+
+    def __del__(self) -> None:
+        # Never closed (kept in a global, or in a reference cycle collected at exit): at interpreter exit MediaPipe's
+        # dispatcher is half torn down and closing fails. The process is ending, so the C graph goes with it; clearing
+        # MediaPipe's (private) handle keeps its own __del__ from retrying and printing the traceback.
+        landmarker = getattr(self, "_landmarker", None)  # absent when __init__ failed
+        if landmarker is None:
+            return
+        self._landmarker = None
+        try:
+            landmarker.close()
+        except Exception:
+            landmarker._handle = None
 
     def detect(self, image: np.ndarray, timestamp_ms: int | None = None) -> list[FaceObservation]:
         """Faces in ``image`` (uint8 RGB [H, W, 3]), largest first.

@@ -7,8 +7,9 @@ thread (the reader's :class:`StderrDrain`), so a chatty ffmpeg can never block o
 
 Why atomic: the output appears under its name only once it is complete. Frames are encoded into a temporary
 file next to the target; :meth:`VideoWriter.close` moves the result into place through
-:func:`~export3d_cli.atomic.atomic_path`. An exception in the caller, Ctrl-C, a failing ffmpeg or a full disk
-kills ffmpeg and removes the temporary files; a file already at the target stays as it was.
+:func:`~export3d_cli.atomic.atomic_path`. An exception in the caller, Ctrl-C (or SIGTERM, SIGHUP: see
+:mod:`export3d_cli.signals`), a failing ffmpeg or a full disk kills ffmpeg and removes the temporary files; a file
+already at the target stays as it was.
 
 Why two steps for audio: the video is encoded first, then a second, short ffmpeg run copies the finished video
 stream (``-c:v copy``, no re-encode) and adds the audio of ``audio_from`` as AAC. Keeping the audio out of the
@@ -49,6 +50,7 @@ from export3d_cli.media.ffmpeg_process import (
     summarise_errors,
 )
 from export3d_cli.media.video_reader import probe_video
+from export3d_cli.signals import interruptions_held
 
 __all__ = ["X264_PRESETS", "VideoWriter", "has_audio_stream"]
 
@@ -125,29 +127,34 @@ class VideoWriter:
         self._closed = False
         self._result: Path | None = None
 
-        fd, name = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".video.tmp", dir=self.path.parent)
-        os.close(fd)
-        self._video_tmp = Path(name)
-        cmd = _encode_command(
-            self._video_tmp,
-            width=width + width % 2,
-            height=height + height % 2,
-            rate=self._rate,
-            crf=quality_crf,
-            preset=preset,
-            # Only the file that is moved into place needs its index up front; rewriting a temporary one is waste.
-            faststart=self.audio_source is None,
-        )
-        try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        except BaseException:
-            self._video_tmp.unlink(missing_ok=True)
-            raise
-        self._stderr = StderrDrain(self._proc.stderr)
-        self._stderr.start()
-        # Kills ffmpeg and removes the temporary file even if the writer is dropped without close() or the
-        # interpreter exits; the callback must not hold the writer.
-        self._release = weakref.finalize(self, _discard, self._proc, self._stderr, self._video_tmp)
+        # From the temporary file's creation until the finaliser owns it, a Ctrl-C or SIGTERM would leave the file
+        # behind with nobody to remove it: hold them until then (it takes milliseconds).
+        with interruptions_held():
+            fd, name = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".video.tmp", dir=self.path.parent)
+            os.close(fd)
+            self._video_tmp = Path(name)
+            cmd = _encode_command(
+                self._video_tmp,
+                width=width + width % 2,
+                height=height + height % 2,
+                rate=self._rate,
+                crf=quality_crf,
+                preset=preset,
+                # Only the file that is moved into place needs its index up front; rewriting a temporary one is waste.
+                faststart=self.audio_source is None,
+            )
+            try:
+                self._proc = subprocess.Popen(
+                    cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                )
+            except BaseException:
+                self._video_tmp.unlink(missing_ok=True)
+                raise
+            self._stderr = StderrDrain(self._proc.stderr)
+            self._stderr.start()
+            # Kills ffmpeg and removes the temporary file even if the writer is dropped without close() or the
+            # interpreter exits; the callback must not hold the writer.
+            self._release = weakref.finalize(self, _discard, self._proc, self._stderr, self._video_tmp)
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -239,13 +246,16 @@ class VideoWriter:
 
 
 def _discard(proc: subprocess.Popen[bytes], stderr: StderrDrain, video_tmp: Path) -> None:
-    kill_process(proc)
-    # Closing stdin flushes what is still buffered into a pipe nobody reads: that error is expected.
-    with contextlib.suppress(OSError):
-        proc.stdin.close()
-    stderr.join()
-    proc.stderr.close()
-    video_tmp.unlink(missing_ok=True)
+    # Runs once (weakref.finalize): a second Ctrl-C or SIGTERM arriving now must wait, or ffmpeg and its
+    # temporary file would outlive the process.
+    with interruptions_held():
+        kill_process(proc)
+        # Closing stdin flushes what is still buffered into a pipe nobody reads: that error is expected.
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        stderr.join()
+        proc.stderr.close()
+        video_tmp.unlink(missing_ok=True)
 
 
 def _encode_command(

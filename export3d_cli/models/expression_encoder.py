@@ -51,6 +51,20 @@ class CLeBS(nn.Module):
         """lambda [B, n] for beta [B, E]."""
         return self.coefficients(expression)
 
+    @torch.no_grad()
+    def coefficient_span(self) -> tuple[Tensor, Tensor]:
+        """(low [n], high [n]): the range each λ_i takes over the neutral face (β = 0) and the 52 single-blendshape
+        extremes (one blendshape at 1, the rest 0): a data-free stand-in for "the values faces produce".
+
+        The paper's Fig. 9 scales λ from 1 to 10; learned coefficients here are of order 0.1, so a fixed range
+        sweeps far outside anything the generator was trained on. Sweeping within this span stays on faces.
+        """
+        dim = self.config.expression_dim
+        weight = self.weight
+        probes = torch.cat([torch.zeros(1, dim), torch.eye(dim)]).to(device=weight.device, dtype=weight.dtype)
+        coefficients = self.coefficients_of(probes)  # [1 + E, n]
+        return coefficients.min(dim=0).values, coefficients.max(dim=0).values
+
     def from_coefficients(self, coefficients: Tensor) -> Tensor:
         """beta' = V lambda. Shapes: [B, n] -> [B, d]."""
         return coefficients @ self.basis().T

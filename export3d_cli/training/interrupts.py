@@ -1,17 +1,18 @@
-"""Ctrl-C during training: finish the current step, then stop with a checkpoint.
+"""Ctrl-C, SIGTERM or SIGHUP during training: finish the current step, then stop with a checkpoint.
 
-The first SIGINT only sets a flag that the training loop checks between steps,
-so the saved checkpoint is exactly the state after a whole step (weights,
-optimiser and RNGs agree) and resuming repeats the uninterrupted run. A second
-Ctrl-C interrupts at once.
+The first signal only sets a flag that the training loop checks between steps, so the saved checkpoint is
+exactly the state after a whole step (weights, optimiser and RNGs agree) and resuming repeats the uninterrupted
+run; ``docker stop`` or systemd (SIGTERM) and a closed terminal (SIGHUP) get the same checkpoint as Ctrl-C. A
+second signal interrupts at once (the loop then rewinds to the step's start and saves).
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 from collections.abc import Iterator
+from types import FrameType
+
+from export3d_cli import signals
 
 
 class StopRequest:
@@ -22,18 +23,12 @@ class StopRequest:
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[StopRequest]:
     request = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request  # signal handlers can only be installed from the main thread
-        return
-    previous = signal.getsignal(signal.SIGINT)
 
-    def handler(signum, frame) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signals.note(signum)  # the CLI's exit code and message say which signal stopped the run
         if request.requested:
-            raise KeyboardInterrupt
+            raise signals.interruption(signum)
         request.requested = True
 
-    signal.signal(signal.SIGINT, handler)
-    try:
+    with signals.handled(signals.INTERRUPTION_SIGNALS, handler):
         yield request
-    finally:
-        signal.signal(signal.SIGINT, previous)

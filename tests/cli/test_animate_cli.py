@@ -649,7 +649,7 @@ def sweep_basis(weights: Path, *args: object) -> CliResult:
 @pytest.fixture(scope="module")
 def sweep(weights, tmp_path_factory) -> tuple[CliResult, np.ndarray]:
     output = tmp_path_factory.mktemp("sweep") / "s.png"
-    result = sweep_basis(weights, "--index", 2, "--steps", 5, "-o", output, "--json")
+    result = sweep_basis(weights, "--index", 2, "--range", "1:10", "--steps", 5, "-o", output, "--json")
     assert result.code == 0, result.err
     return result, read_png(output)
 
@@ -664,8 +664,8 @@ def test_sweep_basis_grid_has_one_cell_per_step(sweep):
 def test_sweep_basis_json_reports_the_index_and_the_values(sweep):
     result, _ = sweep
     summary = json.loads(result.out)
-    assert set(summary) == {"output", "index", "values", "source_lambda"}
-    assert summary["index"] == 2
+    assert set(summary) == {"output", "index", "values", "range", "source_lambda"}
+    assert summary["index"] == 2 and summary["range"] == "given"
     np.testing.assert_allclose(summary["values"], np.linspace(1.0, 10.0, 5), rtol=1e-6)
     assert isinstance(summary["source_lambda"], float) and np.isfinite(summary["source_lambda"])
 
@@ -674,6 +674,27 @@ def test_sweep_basis_different_values_give_different_frames(sweep):
     _, grid = sweep
     for index in range(4):
         assert mean_difference(cell(grid, index), cell(grid, index + 1)) > 5
+
+
+def test_sweep_basis_by_default_sweeps_the_span_faces_give_the_coefficient(weights, out_dir):
+    from export3d_cli.models.weights_io import load_model
+
+    result = sweep_basis(weights, "--index", 1, "--steps", 4, "-o", out_dir / "s.png", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    low, high = load_model(weights).expression_encoder.coefficient_span()
+    assert summary["range"] == "auto"
+    np.testing.assert_allclose(summary["values"], np.linspace(float(low[1]), float(high[1]), 4), rtol=1e-5)
+
+
+def test_sweep_basis_measure_reports_faces_per_tile_and_the_moves(weights, out_dir):
+    result = sweep_basis(weights, "--index", 0, "--steps", 3, "-o", out_dir / "s.png", "--measure", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert len(summary["face_found"]) == 3 and all(isinstance(found, bool) for found in summary["face_found"])
+    assert isinstance(summary["moves"], list)
+    text = sweep_basis(weights, "--index", 0, "--steps", 3, "-o", out_dir / "t.png", "--measure")
+    assert text.code == 0 and "tiles" in text.out
 
 
 def test_sweep_basis_to_mp4_writes_one_frame_per_step(weights, out_dir):

@@ -72,3 +72,14 @@ def test_direct_ablation_encoder():
     assert isinstance(encoder, DirectExpressionEncoder)
     assert encoder(torch.rand(3, 52)).shape == (3, 32)
     assert isinstance(build_expression_encoder(ExpressionEncoderConfig()), CLeBS)
+
+
+def test_coefficient_span_is_the_range_over_the_neutral_face_and_single_blendshape_extremes():
+    encoder = _clebs(n=6)
+    low, high = encoder.coefficient_span()
+    probes = torch.cat([torch.zeros(1, encoder.config.expression_dim), torch.eye(encoder.config.expression_dim)])
+    with torch.no_grad():
+        coefficients = encoder.coefficients_of(probes)
+    torch.testing.assert_close(low, coefficients.min(dim=0).values)
+    torch.testing.assert_close(high, coefficients.max(dim=0).values)
+    assert low.shape == (6,) and bool((low < high).all())
