@@ -103,8 +103,11 @@ def animate(
             raise UsageError("two sources share a file name; their outputs would overwrite each other")
         for target in targets:
             prepare_output_file(target, inputs=paths)
-    if single:
-        check_image(sources[0])  # before minutes of driver analysis, not after
+    if single or not continue_on_error:
+        # Before minutes of driver analysis, not after: without --continue-on-error a bad photo would stop the
+        # batch anyway, so say so now.
+        for source in sources:
+            check_image(source)
     options = AnimateOptions(pose, expression, paste_back, side_by_side, audio=not no_audio)
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
 

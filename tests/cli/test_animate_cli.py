@@ -377,12 +377,17 @@ def test_animate_batch_continue_on_error_writes_the_good_ones_and_reports_the_ba
     assert decode(out_dir / "b__driving.mp4").shape == (3, RESOLUTION, RESOLUTION, 3)
 
 
-def test_animate_batch_stops_at_the_first_failure_without_continue_on_error(weights, batch_sources, out_dir):
-    sources = [batch_sources[name] for name in ("bad", "a", "b")]
+@pytest.mark.parametrize("order", [("bad", "a", "b"), ("a", "b", "bad")])
+def test_animate_batch_without_continue_on_error_refuses_a_bad_photo_before_any_work(
+    weights, batch_sources, out_dir, order, monkeypatch
+):
+    analysed = []
+    monkeypatch.setattr("export3d_cli.pipeline.driving.load_driving", lambda *a, **k: analysed.append(a))
+    sources = [batch_sources[name] for name in order]
     result = animate(weights, *sources, DRIVER, "-o", out_dir, "--max-frames", 2)
     assert_one_clean_error(result, names=str(batch_sources["bad"]))
-    assert result.out == ""
-    assert "1 of 3 sources failed, 2 not attempted" in result.err
+    assert "not an image" in result.error_lines[0]
+    assert result.out == "" and analysed == [], "the driver is not analysed for a batch that cannot finish"
     assert files_in(out_dir) == []
 
 
