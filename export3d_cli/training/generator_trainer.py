@@ -99,9 +99,11 @@ def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: to
     torch.manual_seed(config.seed)
     model = Export3D(model_config_for(config)).to(device)
     if config.init_weights:
-        if clebs_run is not None:
-            raise UsageError("--init WEIGHTS brings its own CLeBS: leave out --clebs")
         _load_initial_weights(model, config.init_weights)
+        if clebs_run is not None:
+            # A new CLeBS under a warm-started generator (e.g. one pre-trained on a wider expression range): the
+            # generator then learns the new β' from where it was, instead of from scratch.
+            load_expression_encoder(model.expression_encoder, clebs_run)
     elif config.expression_encoder == "clebs":
         if clebs_run is None:
             raise UsageError("--clebs RUN is required (or use --expression-encoder direct for the ablation)")

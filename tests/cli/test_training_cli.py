@@ -305,19 +305,42 @@ def test_train_init_starts_from_the_given_weights(generator_run, synth_dataset, 
     assert all(np.array_equal(start[name], exported[name]) for name in start)
 
 
-def test_train_init_with_another_preset_or_with_clebs_is_a_usage_error(
-    generator_run, clebs_run, synth_dataset, tmp_path
-):
+def test_train_init_with_another_preset_is_a_usage_error(generator_run, synth_dataset, tmp_path):
     run_dir, _ = generator_run
     other = export3d("train", synth_dataset, "-o", tmp_path / "a", "--preset", "small-128", "--init", run_dir / "model")
     _assert_one_error_line(other)
     assert "--init" in other.stderr and "config differs" in other.stderr
-    both = export3d(
-        "train", synth_dataset, "-o", tmp_path / "b", "--preset", "tiny", "--init", run_dir / "model",
-        "--clebs", clebs_run[0],
+
+
+def test_train_init_with_clebs_keeps_the_generator_and_takes_the_new_clebs(clebs_run, synth_dataset, tmp_path):
+    """--init W --clebs RUN: G, renderer and SR from W, the expression encoder from RUN (a re-trained CLeBS)."""
+    from safetensors.numpy import load_file
+
+    first = tmp_path / "first"
+    trained = export3d(
+        "train", synth_dataset, "-o", first, "--preset", "tiny", "--clebs", clebs_run[0], "--steps", 2,
+        "--eval-every", 0, "--json", "-q",
     )  # fmt: skip
-    _assert_one_error_line(both)
-    assert "leave out --clebs" in both.stderr
+    assert trained.code == 0, trained.stderr
+    other_clebs = tmp_path / "clebs-b"
+    made = export3d(
+        "train-clebs", synth_dataset, "-o", other_clebs, "--preset", "tiny", "--steps", 3, "--seed", 7, "-q"
+    )
+    assert made.code == 0, made.stderr
+    result = export3d(
+        "train", synth_dataset, "-o", tmp_path / "second", "--preset", "tiny", "--init", first / "model",
+        "--clebs", other_clebs, "--steps", 0, "--eval-every", 0, "--json", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    start = load_file(str(first / "model" / "model.safetensors"))
+    exported = load_file(str(tmp_path / "second" / "model" / "model.safetensors"))
+    clebs = load_file(str(other_clebs / "clebs" / "expression_encoder.safetensors"))
+    for name, value in exported.items():
+        if name.startswith("expression_encoder."):
+            assert np.array_equal(value, clebs[name.removeprefix("expression_encoder.")]), name
+        else:
+            assert np.array_equal(value, start[name]), name
+    assert any(not np.array_equal(exported[n], start[n]) for n in exported if n.startswith("expression_encoder."))
 
 
 def test_train_unknown_pair_sampling_is_a_usage_error(synth_dataset, tmp_path):
