@@ -59,7 +59,10 @@ def train(
     ] = False,
     init: Annotated[
         str | None,
-        typer.Option("--init", help="Start from trained weights (a model folder, e.g. a run's model/); brings CLeBS unless --clebs."),
+        typer.Option(
+            "--init",
+            help="Start from trained weights (a model folder, e.g. a run's model/); brings CLeBS unless --clebs.",
+        ),
     ] = None,
     pair_sampling: Annotated[
         str | None,
