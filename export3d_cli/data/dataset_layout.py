@@ -37,6 +37,7 @@ import re
 import secrets
 import shutil
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +48,7 @@ from PIL import Image, UnidentifiedImageError
 
 from export3d_cli.atomic import atomic_write_text
 from export3d_cli.errors import InputError
+from export3d_cli.input_files import check_npz_sizes
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "export3d-dataset"
@@ -60,6 +62,13 @@ COMPLETE_MARKER = ".complete"
 CAMERA_DIM = 25
 NUM_LANDMARKS = 478
 REQUIRED_PARAMS = ("expression", "camera", "landmarks", "valid")
+# One clip is one video resampled to the dataset's rate: 100,000 frames is over an hour at 25 fps, far beyond a
+# talking-head clip, and training keeps every clip's params in memory.
+MAX_CLIP_FRAMES = 100_000
+# The most bytes the arrays of one params.npz may declare, alone or together: 8 KiB a frame at MAX_CLIP_FRAMES
+# (819 MB). The required arrays take 4.1 KB a frame (landmarks 478 x 2 float32 are most of it); the rest is room
+# for extras such as synthetic ground truth.
+_MAX_PARAMS_BYTES = MAX_CLIP_FRAMES * 8 * 1024
 
 # Clip ids become folder names: no separators, and a leading letter or digit (hidden work folders start with a dot).
 _CLIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -475,12 +484,20 @@ def read_clip_params(root: str | os.PathLike[str], clip_id: str) -> ClipParams:
     if not path.is_file():
         raise InputError(f"{path}: no such file (clip {clip_id!r} is missing or was not finished)")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise InputError(f"{path}: not an .npz archive (holds a single array)")
-        with loaded as archive:
+        with path.open("rb") as handle:
+            # np.load would read a lone .npy whole, trusting its header; only an archive's headers are checked.
+            if handle.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
+                raise InputError(f"{path}: not an .npz archive (holds a single array)")
+        check_npz_sizes(
+            path,
+            {},
+            others=_MAX_PARAMS_BYTES,
+            total=_MAX_PARAMS_BYTES,
+            why=f"a clip holds at most {MAX_CLIP_FRAMES:,} frames",
+        )
+        with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         reason = " ".join(str(error).split())  # numpy's messages can span lines
         raise InputError(f"{path}: corrupt params file ({reason})") from None
     missing = [name for name in REQUIRED_PARAMS if name not in arrays]
@@ -493,16 +510,26 @@ def read_clip_params(root: str | os.PathLike[str], clip_id: str) -> ClipParams:
         raise InputError(f"{path}: {error}") from None
 
 
+# Datasets are made at the model's resolution (128-1024); a bigger frame is a damaged or hostile file, and
+# decoding it could take gigabytes.
+MAX_FRAME_SIDE = 4096
+
+
 def read_frame(root: str | os.PathLike[str], clip_id: str, index: int) -> np.ndarray:
     """Frame ``index`` of a clip as uint8 [R, R, 3] RGB."""
     path = frame_path(root, clip_id, index)
     try:
         with Image.open(path) as image:
+            if max(image.size) > MAX_FRAME_SIDE:  # from the header, before any pixel is decoded
+                raise InputError(
+                    f"{path}: {image.size[0]}x{image.size[1]} frame; dataset frames are at most "
+                    f"{MAX_FRAME_SIDE}x{MAX_FRAME_SIDE}"
+                )
             image.load()
             mode, pixels = image.mode, np.asarray(image)
     except FileNotFoundError:
         raise InputError(f"{path}: no such frame") from None
-    except (OSError, UnidentifiedImageError) as error:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise InputError(f"{path}: cannot read PNG ({error})") from None
     if mode != "RGB" or pixels.shape[0] != pixels.shape[1]:
         raise InputError(f"{path}: expected a square RGB image, got {mode} {pixels.shape[1]}x{pixels.shape[0]}")

@@ -16,7 +16,8 @@ key                     type                   meaning
 ``expression_names``    str [52]               blendshape names, in order
 ======================  =====================  ==========================================
 
-Readers accept files of this version or older and ignore unknown keys.
+Readers accept files of this version or older and ignore unknown keys. Before any array is loaded, the
+arrays' headers are checked against :data:`MAX_MOTION_FRAMES` (see :func:`export3d_cli.input_files.check_npz_sizes`).
 """
 
 from __future__ import annotations
@@ -32,12 +33,26 @@ from export3d_cli.atomic import atomic_path
 from export3d_cli.camera_conventions import LABEL_DIM
 from export3d_cli.errors import InputError
 from export3d_cli.face.blendshapes import BLENDSHAPE_NAMES, EXPRESSION_DIM
-from export3d_cli.input_files import require_regular_file
+from export3d_cli.input_files import check_npz_sizes, require_regular_file
 
 MOTION_FORMAT_VERSION = 1
 # A frame rate outside this range cannot be written as a video (and 1e-300 or 1e300 overflow the timing maths).
 MIN_FPS, MAX_FPS = 0.01, 1000.0
 REQUIRED_KEYS = ("version", "expression", "camera", "valid", "fps", "source")
+# 11 hours at 25 fps, 4.6 hours at 60 fps: longer than any driver anyone renders (animate runs far slower than
+# real time), and its arrays still load in ~320 MB. A file declaring more is hostile or broken.
+MAX_MOTION_FRAMES = 1_000_000
+# The most bytes each array may declare: [T, 52] and [T, 25] float32 (the documented dtype; a float64 file gets
+# half the frames) and [T] flags at up to 8 bytes each, at T = MAX_MOTION_FRAMES; the scalars and the source path
+# get room for any real value. Other keys are never loaded, so only the archive-wide cap applies to them.
+_MAX_BYTES = {
+    "expression": MAX_MOTION_FRAMES * EXPRESSION_DIM * 4,
+    "camera": MAX_MOTION_FRAMES * LABEL_DIM * 4,
+    "valid": MAX_MOTION_FRAMES * 8,
+    "version": 64,
+    "fps": 64,
+    "source": 4 * 65_536,  # a path of up to 64 Ki characters, stored as UCS-4
+}
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,7 @@ def load_motion(path: str | Path) -> Motion:
     """Read and validate a motion file; every problem is an InputError naming the file."""
     path = require_regular_file(path)
     try:
+        check_npz_sizes(path, _MAX_BYTES, why=f"a motion file holds at most {MAX_MOTION_FRAMES:,} frames")
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in REQUIRED_KEYS if key not in data.files]
             if missing:

@@ -14,6 +14,11 @@ Why the threads: a blocking read on a pipe cannot time out portably, and a full 
 forever. One thread reads frames into a small bounded queue (so the caller can wait with a timeout: the stall
 watchdog), another drains stderr into a bounded buffer (kept for the error message).
 
+Frames larger than :data:`MAX_FRAME_PIXELS` are refused from the header, before ffmpeg decodes one: each
+frame crosses the pipe whole and a few are in flight at once, so a small file of huge frames would otherwise
+cost gigabytes. ffmpeg is also told the limit (``-max_pixels``), so its decoder refuses such frames rather than
+allocating them, wherever in the stream they appear.
+
 Frames come out at a constant ``info.fps``: the decode pins ffmpeg's output rate to it, so frame ``i`` is at
 ``i / fps`` seconds (variable-frame-rate phone videos get frames repeated or dropped, as ffmpeg does by
 default for raw output), and a stream without a usable rate cannot make ffmpeg invent thousands of frames.
@@ -21,9 +26,11 @@ default for raw output), and a stream without a usable rate cannot make ffmpeg i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import re
+import struct
 import subprocess
 import threading
 import time
@@ -48,9 +55,13 @@ from export3d_cli.media.ffmpeg_process import (
     summarise_errors,
 )
 
-__all__ = ["DEFAULT_FPS", "VideoInfo", "VideoReader", "probe_video", "read_video_frames"]
+__all__ = ["DEFAULT_FPS", "MAX_FRAME_PIXELS", "VideoInfo", "VideoReader", "probe_video", "read_video_frames"]
 
 DEFAULT_FPS = 25.0
+# 40 MP: above 8K video (7680 x 4320 = 33.2 MP, DCI 8K 8192 x 4320 = 35.4 MP), the largest any camera records.
+# An rgb24 frame at the limit is 120 MB and the reader holds at most four (queue, pump, caller), under 0.5 GB
+# (`extract` on a 40 MP frame peaks at 0.4 GB); an 840 KB MKV of 16000 x 16000 frames took 3.7 GB.
+MAX_FRAME_PIXELS = 40_000_000
 
 # Reading the header and one frame is bounded work; its timeout only guards against a hung file system.
 _PROBE_TIMEOUT = 30.0
@@ -59,10 +70,14 @@ _PROBE_TIMEOUT = 30.0
 # user meant by a driving video.
 _IMAGE_DEMUXERS = frozenset({"image2", "image2pipe", "tty"})
 
-# A video ending this many frames short of the header's estimate (with ffmpeg complaining) counts as truncated;
-# the slack absorbs rounding of duration * fps.
-_SHORTFALL_FRACTION = 0.05
+# A video ending more than this many frames short of the frame count the video itself promises counts as
+# truncated; the slack absorbs rounding of duration * fps. When the count comes from a container duration that may
+# cover a longer audio track, the shortfall must also exceed the fraction and ffmpeg must have complained.
 _SHORTFALL_MIN_FRAMES = 2
+_SHORTFALL_FRACTION = 0.05
+
+# An AVI's header chunks (hdrl) sit in its first few KB; ffmpeg reserves ~8 KB of padding there for OpenDML.
+_AVI_HEADER_BYTES = 65_536
 
 # Decoded frames waiting for the caller; bounds memory to a few frames while letting ffmpeg run ahead a little.
 _QUEUE_FRAMES = 2
@@ -73,6 +88,8 @@ _RATE = re.compile(r"\b(\d+(?:\.\d+)?)(k?) (fps|tbr)\b")
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
 _STREAM_DURATION = re.compile(r"^\s*DURATION(?:-\w+)?\s*: (\d+):(\d+):(\d+(?:\.\d+)?)")
 _ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees|^\s*rotate\s*: (-?\d+)")
+# What ffmpeg says when -max_pixels stops a decoder before the stream line got a size (e.g. MJPEG).
+_PIXEL_LIMIT_HIT = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
 
 
 @dataclass(frozen=True)
@@ -80,8 +97,10 @@ class VideoInfo:
     """What :func:`probe_video` learnt about a video.
 
     ``width``/``height`` are those of the decoded frames, after ffmpeg's autorotate. ``frame_count`` is an
-    estimate (duration * fps) and ``None`` when the container gives no duration. ``warnings`` lists guesses
-    made along the way (e.g. the 25 fps fallback), one line each, for the caller to show.
+    estimate (duration * fps, or an AVI header's frame count) and ``None`` when the container gives no duration.
+    ``frame_count_from_video`` is True when that count is the video stream's own (an AVI header, the stream's
+    duration tag, or a file without audio) rather than a container duration that may cover a longer audio track.
+    ``warnings`` lists guesses made along the way (e.g. the 25 fps fallback), one line each, for the caller to show.
     """
 
     path: Path
@@ -92,14 +111,15 @@ class VideoInfo:
     duration: float | None
     has_audio: bool
     warnings: tuple[str, ...]
+    frame_count_from_video: bool = True
 
 
 def probe_video(path: str | os.PathLike[str], *, timeout: float = _PROBE_TIMEOUT) -> VideoInfo:
     """Read a video's header and decode its first frame.
 
     Raises :class:`InputError` (one line, starting with the path) for a missing, unreadable, empty or
-    non-video file, a file without a video stream, a video whose frames do not decode, or when ffmpeg takes
-    longer than ``timeout`` seconds.
+    non-video file, a file without a video stream, frames above :data:`MAX_FRAME_PIXELS`, a video whose frames
+    do not decode, or when ffmpeg takes longer than ``timeout`` seconds.
     """
     path = Path(path)
     require_regular_file(path)
@@ -108,6 +128,8 @@ def probe_video(path: str | os.PathLike[str], *, timeout: float = _PROBE_TIMEOUT
         "-hide_banner",
         "-nostdin",
         "-nostats",
+        "-max_pixels",
+        str(MAX_FRAME_PIXELS),
         "-i",
         ffmpeg_url(path),
         "-map",
@@ -124,7 +146,12 @@ def probe_video(path: str | os.PathLike[str], *, timeout: float = _PROBE_TIMEOUT
         )
     except subprocess.TimeoutExpired:
         raise InputError(f"{path}: ffmpeg could not read the video header within {timeout:g} s") from None
-    return _parse_probe(path, done.stderr.decode("utf-8", "replace"), done.returncode)
+    info = _parse_probe(path, done.stderr.decode("utf-8", "replace"), done.returncode)
+    promised = _avi_frame_count(path)
+    # ffmpeg scales its duration for a cut AVI down to the bytes present, so a cut file would seem complete.
+    if promised is not None and (info.frame_count is None or promised > info.frame_count):
+        info = dataclasses.replace(info, frame_count=promised, frame_count_from_video=True)
+    return info
 
 
 class VideoReader:
@@ -247,14 +274,16 @@ class VideoReader:
             problems.append(f"ffmpeg failed (exit code {proc.returncode})")
         if partial_bytes:
             problems.append(f"last frame truncated ({partial_bytes} of {self.info.width * self.info.height * 3} bytes)")
-        expected = self.info.frame_count
-        # Ending short without complaint is not treated as damage: the container duration may cover a longer
-        # audio track.
-        if (
-            reason
-            and expected is not None
-            and expected - self.frames_read > max(_SHORTFALL_MIN_FRAMES, _SHORTFALL_FRACTION * expected)
-        ):
+        expected = self.info.frame_count or 0
+        shortfall = expected - self.frames_read
+        if self.info.frame_count_from_video:
+            # The video promised these frames: a cut AVI or MKV can end cleanly at its last whole frame, without
+            # a word from ffmpeg, so the count alone must tell.
+            truncated = shortfall > _SHORTFALL_MIN_FRAMES
+        else:
+            # The container duration may cover a longer audio track: only a shortfall ffmpeg complained about.
+            truncated = bool(reason) and shortfall > max(_SHORTFALL_MIN_FRAMES, _SHORTFALL_FRACTION * expected)
+        if truncated:
             problems.append(f"stream ended after {self.frames_read} of ~{expected} frames")
         if problems:
             self.error = "; ".join(problems) + (f": {reason}" if reason else "")
@@ -331,6 +360,8 @@ def _decode_command(path: Path, rate: str) -> list[str]:
         "-nostdin",
         "-loglevel",
         "error",
+        "-max_pixels",
+        str(MAX_FRAME_PIXELS),
         "-i",
         ffmpeg_url(path),
         "-map",
@@ -369,6 +400,7 @@ def _parse_probe(path: Path, text: str, returncode: int) -> VideoInfo:
     video = videos[0]
     next_stream = next((i for i, _ in streams if i > video), len(header))
     stream_line, stream_block = header[video], header[video + 1 : next_stream]
+    _check_frame_size(path, stream_line, lines)
 
     warnings: list[str] = []
     fps = _stream_rate(stream_line)
@@ -376,8 +408,10 @@ def _parse_probe(path: Path, text: str, returncode: int) -> VideoInfo:
         fps = DEFAULT_FPS
         warnings.append(f"{path}: the video stream has no usable frame rate; assuming {DEFAULT_FPS:g} fps")
 
-    duration = _first_duration(_STREAM_DURATION, stream_block) or _first_duration(_DURATION, header)
+    stream_duration = _first_duration(_STREAM_DURATION, stream_block)
+    duration = stream_duration or _first_duration(_DURATION, header)
     frame_count = round(duration * fps) if duration else None
+    has_audio = any(kind == "Audio" for _, kind in streams)
 
     decoded = next(
         (m for line in output if _STREAM.match(line) and " Video: " in line and (m := _SIZE.search(line))), None
@@ -404,9 +438,48 @@ def _parse_probe(path: Path, text: str, returncode: int) -> VideoInfo:
         height=height,
         frame_count=frame_count,
         duration=duration,
-        has_audio=any(kind == "Audio" for _, kind in streams),
+        has_audio=has_audio,
         warnings=tuple(warnings),
+        frame_count_from_video=stream_duration is not None or not has_audio,
     )
+
+
+def _check_frame_size(path: Path, stream_line: str, lines: list[str]) -> None:
+    """Refuse frames above MAX_FRAME_PIXELS, from the header's coded size (or, when the stream line has none
+    because -max_pixels stopped the decoder that would have found it, from ffmpeg's own complaint)."""
+    size = _SIZE.search(stream_line) or next((m for line in lines if (m := _PIXEL_LIMIT_HIT.search(line))), None)
+    if size is None:
+        return
+    width, height = int(size.group(1)), int(size.group(2))
+    if width * height > MAX_FRAME_PIXELS:
+        raise InputError(
+            f"{path}: video frames are too large ({width}x{height} = {width * height / 1e6:.1f} megapixels; "
+            f"the limit is {MAX_FRAME_PIXELS / 1e6:.1f} megapixels)"
+        )
+
+
+def _avi_frame_count(path: Path) -> int | None:
+    """The frame count an AVI's header gives its first video stream (``strh`` dwLength); None for other files.
+
+    Walks the RIFF chunks of the header list (``hdrl``) and its stream lists (``strl``) only.
+    """
+    with path.open("rb") as file:
+        head = file.read(_AVI_HEADER_BYTES)
+    if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+        return None
+    position = 12
+    while position + 12 <= len(head):
+        kind, size = head[position : position + 4], struct.unpack_from("<I", head, position + 4)[0]
+        if kind == b"LIST" and head[position + 8 : position + 12] in (b"hdrl", b"strl"):
+            position += 12  # into the list
+            continue
+        if kind == b"LIST" and head[position + 8 : position + 12] == b"movi":
+            return None  # the frames start: there was no video stream header
+        if kind == b"strh" and head[position + 8 : position + 12] == b"vids" and position + 44 <= len(head):
+            length = struct.unpack_from("<I", head, position + 8 + 32)[0]  # after type, handler, flags, ..., start
+            return length or None
+        position += 8 + size + (size & 1)  # chunks are padded to an even size
+    return None
 
 
 def _stream_rate(stream_line: str) -> float | None:

@@ -198,3 +198,41 @@ def test_animate_says_when_the_driving_video_stopped_decoding_early(photo, trunc
     assert result.code == 0, result.err
     warnings = [line for line in result.err.splitlines() if line.startswith("Warning:")]
     assert any("truncated.mkv: decoding stopped early after" in line for line in warnings), result.err
+
+
+def _avi_cut_before_frame(source: Path, destination: Path, frame: int) -> Path:
+    """Copy ``source`` up to the start of chunk ``frame`` of its ``movi`` list: a download cut between frames.
+
+    Every chunk before the cut is whole, so the decoder has nothing to complain about.
+    """
+    data = source.read_bytes()
+    position = data.index(b"movi") + 4
+    for _ in range(frame):
+        size = int.from_bytes(data[position + 4 : position + 8], "little")
+        position += 8 + size + (size & 1)
+    destination.write_bytes(data[:position])
+    return destination
+
+
+def test_a_cut_avi_is_reported_even_though_ffmpeg_decodes_it_without_complaint(tmp_path):
+    import imageio_ffmpeg
+    from conftest import FACELESS_FRAMES, face_frames, rotation_angles
+
+    frames = face_frames(rotation_angles(), FACELESS_FRAMES)
+    writer = imageio_ffmpeg.write_frames(
+        str(tmp_path / "full.avi"),
+        (256, 256),
+        fps=25.0,
+        codec="mjpeg",
+        pix_fmt_out="yuvj420p",
+        ffmpeg_log_level="error",
+    )
+    writer.send(None)
+    for frame in frames:
+        writer.send(frame)
+    writer.close()
+    cut = _avi_cut_before_frame(tmp_path / "full.avi", tmp_path / "cut.avi", 24)  # 24 of 40 frames
+    result = invoke("extract", cut, "-o", tmp_path / "m.npz", "--json")
+    assert result.code == 0, result.err
+    assert "cut.avi: decoding stopped early after 24 frames: stream ended after 24 of ~40 frames" in result.err
+    assert '"decode_error": "stream ended after 24 of ~40 frames"' in result.out

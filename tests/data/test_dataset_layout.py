@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from export3d_cli.data import (
     FORMAT_NAME,
@@ -345,4 +346,15 @@ def test_read_frame_errors_name_the_file(tmp_path):
         read_frame(tmp_path, "clip", 1)
     frame_path(tmp_path, "clip", 0).write_bytes(b"not a png")
     with pytest.raises(InputError, match=r"000000\.png: cannot read PNG"):
+        read_frame(tmp_path, "clip", 0)
+
+
+def test_read_frame_refuses_a_frame_above_the_side_limit_from_its_header(tmp_path):
+    """An 8192² black PNG is a few KB on disk and 200 MB decoded: refused before decoding."""
+    from export3d_cli.data.dataset_layout import MAX_FRAME_SIDE
+
+    _write_clip(tmp_path, "clip", _frames(1), _params(1))
+    side = MAX_FRAME_SIDE * 2
+    Image.new("1", (side, side)).save(frame_path(tmp_path, "clip", 0))
+    with pytest.raises(InputError, match=rf"000000\.png: {side}x{side} frame; dataset frames are at most"):
         read_frame(tmp_path, "clip", 0)
