@@ -34,6 +34,10 @@ class ExpressionEncoderConfig:
     embed_dim: int = 512  # d: dimension of beta'
     hidden_dim: int = 256
     hidden_layers: int = 2
+    # Feed G standardised coefficients (CLeBS.standardized): the contrastive loss only fixes β''s direction, and
+    # the learned λ came out ~0.1, so EAdaLN saw inputs varying by ~0.005 and learned to ignore them. False in
+    # configs written before (their weights have no statistics); every preset sets True.
+    standardize: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,10 +225,10 @@ _SECTION_TYPES: dict[type, dict[str, type]] = {
 
 
 PRESETS: dict[str, ModelConfig] = {
-    "paper-256": ModelConfig(),
+    "paper-256": ModelConfig(expression=ExpressionEncoderConfig(standardize=True)),
     "small-128": ModelConfig(
         resolution=128,
-        expression=ExpressionEncoderConfig(embed_dim=256, hidden_dim=128),
+        expression=ExpressionEncoderConfig(embed_dim=256, hidden_dim=128, standardize=True),
         image_encoder=ImageEncoderConfig(channels=(24, 48, 96, 192)),
         generator=GeneratorConfig(
             width=256,
@@ -241,7 +245,7 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     "tiny": ModelConfig(
         resolution=64,
-        expression=ExpressionEncoderConfig(basis_size=4, embed_dim=32, hidden_dim=32),
+        expression=ExpressionEncoderConfig(basis_size=4, embed_dim=32, hidden_dim=32, standardize=True),
         image_encoder=ImageEncoderConfig(channels=(8, 16, 32)),
         generator=GeneratorConfig(
             width=64,

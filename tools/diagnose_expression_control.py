@@ -14,6 +14,8 @@ Four measurements on a dataset made by ``export3d synth`` (or ``preprocess``), p
 - ``embedding``: how much β' = f_e(β) varies over the test frames (total std over frames / mean norm) and how well
   each signal can be read back from β' linearly (R² of a least-squares fit): what the generator can use.
 - ``token_swap`` (in ``skip_swap``): the same swap for the source tokens (the ViT path) instead of the skip.
+- ``representable``: a tri-plane optimised directly (G bypassed) to reproduce an open-jaw frame: can the renderer
+  and SR show the open mouth at all?
 
     python tools/diagnose_expression_control.py WEIGHTS DATASET [--clips N] [--only SECTION ...]
 """
@@ -119,6 +121,65 @@ def skip_swap(model, data: ClipDataset, clips, meter: FaceMeter) -> dict:
     }
 
 
+# Adam steps (lr) when fitting a tri-plane directly to one target frame.
+FIT_STEPS, FIT_LR = 150, 0.02
+
+
+def representable(model, data: ClipDataset, clips, meter: FaceMeter, fit_clips: int = 4) -> dict:
+    """Can the renderer and SR show the driver's open mouth at all, given the best tri-plane?
+
+    For the open-jaw frame of clips whose jaw spans >= 0.15: the tri-plane G(S_closed, β'_open) is optimised
+    directly (G bypassed; decoder and SR frozen) to reproduce the open frame (L1 on the image and the raw image),
+    and jawOpen is re-measured. If the fitted tri-plane opens the mouth, the renderer and SR can express it and
+    the generator's conditioning is what fails; if not, the bottleneck is downstream of G.
+    """
+    import torch.nn.functional as F
+
+    from export3d_cli.geometry.camera import split_camera_label
+
+    rows = []
+    for clip in clips:
+        if len(rows) == fit_clips:
+            break
+        valid = data.valid_indices(clip.id)
+        jaw = expression_signal(data.params(clip.id).expression[valid], "jaw")
+        if jaw.max() - jaw.min() < 0.15:
+            continue
+        closed, opened = int(valid[np.argmin(jaw)]), int(valid[np.argmax(jaw)])
+        source = data.batch(clip.id, [closed])
+        target = data.batch(clip.id, [opened])
+        with torch.no_grad():
+            features = model.encode_source(source.images)
+            planes = model.generator.generate(features, model.expression_encoder(target.expression))
+            before = model.render(features, target.expression, target.camera).image
+        cam2world, intrinsics = split_camera_label(target.camera)
+        raw_target = F.interpolate(target.images, size=model.config.render_resolution, mode="area")
+        planes = planes.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([planes], lr=FIT_LR)
+        with torch.enable_grad():
+            for _ in range(FIT_STEPS):
+                rendered = model.renderer(planes, cam2world, intrinsics)
+                image = model.superres(rendered.features)
+                loss = (image - target.images).abs().mean() + (rendered.features[:, :3] - raw_target).abs().mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        with torch.no_grad():
+            rendered = model.renderer(planes, cam2world, intrinsics)
+            fitted = model.superres(rendered.features)
+        measured = _measure(meter, torch.cat([target.images, before, fitted]), "jaw")
+        if None in measured:
+            continue
+        rows.append({"target_jaw": measured[0], "generated_jaw": measured[1], "fitted_jaw": measured[2]})
+    if not rows:
+        return {"clips": 0}
+    return {
+        "clips": len(rows),
+        "rows": rows,
+        **{key: float(np.mean([row[key] for row in rows])) for key in ("target_jaw", "generated_jaw", "fitted_jaw")},
+    }
+
+
 def pair_difference(data: ClipDataset, pairs: int, seed: int) -> dict:
     clips = data.clips("train")
     rng = np.random.default_rng(seed)
@@ -170,7 +231,7 @@ def signal_range(data: ClipDataset) -> dict:
     }
 
 
-SECTIONS = ("response", "skip_swap", "pair_difference", "range", "embedding")
+SECTIONS = ("response", "skip_swap", "representable", "pair_difference", "range", "embedding")
 
 
 def main() -> None:
@@ -191,6 +252,7 @@ def main() -> None:
         sections = {
             "response": lambda: response(model, data, clips, meter),
             "skip_swap": lambda: skip_swap(model, data, data.clips("test"), meter),
+            "representable": lambda: representable(model, data, data.clips("test"), meter),
             "pair_difference": lambda: pair_difference(data, args.pairs, seed=0),
             "range": lambda: signal_range(data),
             "embedding": lambda: embedding(model, data),

@@ -10,6 +10,17 @@ V is recomputed from W in every forward so gradients reach W. The sign of
 each column is fixed so that diag(R) > 0: the QR factor is then unique and a
 smooth function of W, and ``sweep-basis`` directions do not flip between runs.
 
+With ``standardize`` (every preset), G receives the coefficients standardised over the training frames:
+
+    beta' = V z,   z = sqrt(d / n) (lambda - mean) / std
+
+The contrastive loss of Eq. (1) compares cosines, so it fixes only the direction of f_e(beta); the learned lambda
+came out of order 0.1, and beta' varied by ~0.005 per component between expressions. EAdaLN's zero-initialised
+modulation then moves ~100x slower on the expression-dependent part than on its bias, and the generator learned to
+ignore beta' (measured: raising jawOpen from 0 to 1 opened the output's mouth by 0.02). The statistics are
+buffers set once from the training set when stage 2 starts (CLeBS is frozen then), so they travel with the
+weights; sqrt(d / n) gives beta' unit RMS per component.
+
 The ablation encoder maps beta to R^d with a plain MLP (no basis).
 """
 
@@ -39,6 +50,35 @@ class CLeBS(nn.Module):
         self.config = config
         self.coefficients = _mlp(config.expression_dim, config.hidden_dim, config.hidden_layers, config.basis_size)
         self.weight = nn.Parameter(torch.randn(config.embed_dim, config.basis_size) / config.embed_dim**0.5)
+        if config.standardize:
+            self.register_buffer("coefficient_mean", torch.zeros(config.basis_size))
+            self.register_buffer("coefficient_std", torch.ones(config.basis_size))
+            self.register_buffer("coefficient_frames", torch.zeros((), dtype=torch.long))  # 0: not measured yet
+
+    @property
+    def needs_statistics(self) -> bool:
+        """True for a standardising encoder whose coefficient statistics were never measured."""
+        return self.config.standardize and int(self.coefficient_frames) == 0
+
+    @torch.no_grad()
+    def set_statistics(self, expressions: Tensor) -> None:
+        """Measure mean and std of λ over ``expressions`` β [N, E] (N >= 2): the frames G will be trained on."""
+        if not self.config.standardize:
+            raise ValueError("this CLeBS does not standardise its coefficients")
+        if expressions.shape[0] < 2:
+            raise ValueError(f"need at least 2 frames to measure coefficient statistics, got {expressions.shape[0]}")
+        coefficients = self.coefficients_of(expressions.to(self.weight))
+        self.coefficient_mean.copy_(coefficients.mean(dim=0))
+        # The floor keeps a coefficient that never varies from being blown up to noise.
+        self.coefficient_std.copy_(coefficients.std(dim=0).clamp_min(1e-4))
+        self.coefficient_frames.fill_(expressions.shape[0])
+
+    def standardized(self, coefficients: Tensor) -> Tensor:
+        """z = sqrt(d / n) (λ − mean) / std [B, n] (λ itself without ``standardize``)."""
+        if not self.config.standardize:
+            return coefficients
+        gain = (self.config.embed_dim / self.config.basis_size) ** 0.5
+        return gain * (coefficients - self.coefficient_mean) / self.coefficient_std
 
     def basis(self) -> Tensor:
         """V [d, n] with orthonormal columns (V^T V = I)."""
@@ -66,8 +106,8 @@ class CLeBS(nn.Module):
         return coefficients.min(dim=0).values, coefficients.max(dim=0).values
 
     def from_coefficients(self, coefficients: Tensor) -> Tensor:
-        """beta' = V lambda. Shapes: [B, n] -> [B, d]."""
-        return coefficients @ self.basis().T
+        """beta' = V lambda (V z with ``standardize``). Shapes: [B, n] -> [B, d]."""
+        return self.standardized(coefficients) @ self.basis().T
 
     def forward(self, expression: Tensor) -> Tensor:
         """Shapes: beta [B, E] -> beta' [B, d]."""

@@ -15,6 +15,7 @@ grids: source | target | output per row).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -62,8 +63,6 @@ StepCallback = Callable[[int, int, dict[str, float]], None]
 def model_config_for(config: GeneratorTrainConfig) -> ModelConfig:
     model_config = preset(config.preset)
     if config.expression_encoder == "direct":
-        import dataclasses
-
         model_config = dataclasses.replace(
             model_config, expression=dataclasses.replace(model_config.expression, kind="direct")
         )
@@ -81,6 +80,7 @@ class TrainingState:
     discriminator_optimizer: torch.optim.Optimizer | None
     rng: np.random.Generator
     step: int = 0
+    unstandardized_init: bool = False  # --init weights from before CLeBS standardised its coefficients
 
     def modules(self) -> dict[str, nn.Module]:
         modules: dict[str, nn.Module] = {"model": self.model, "ema": self.ema}
@@ -98,8 +98,9 @@ class TrainingState:
 def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: torch.device) -> TrainingState:
     torch.manual_seed(config.seed)
     model = Export3D(model_config_for(config)).to(device)
+    unstandardized_init = False
     if config.init_weights:
-        _load_initial_weights(model, config.init_weights)
+        unstandardized_init = _load_initial_weights(model, config.init_weights)
         if clebs_run is not None:
             # A new CLeBS under a warm-started generator (e.g. one pre-trained on a wider expression range): the
             # generator then learns the new β' from where it was, instead of from scratch.
@@ -118,19 +119,85 @@ def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: to
         discriminator = PatchDiscriminator().to(device)
         discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=(0.0, 0.99))
     rng = np.random.default_rng([config.seed, 5])
-    return TrainingState(model, ema, optimizer, discriminator, discriminator_optimizer, rng)
+    return TrainingState(
+        model, ema, optimizer, discriminator, discriminator_optimizer, rng, unstandardized_init=unstandardized_init
+    )
 
 
-def _load_initial_weights(model: Export3D, reference: str) -> None:
-    """Start from a trained model (``--init``): its config must be the one this run trains."""
+def _load_initial_weights(model: Export3D, reference: str) -> bool:
+    """Start from a trained model (``--init``): its config must be the one this run trains, or that config from
+    before CLeBS standardised its coefficients (then True: the trainer adapts the weights to the new scale)."""
     from export3d_cli.models.weights_io import load_model
 
     initial = load_model(reference)
+    if _unstandardized_version(model.config) == initial.config:
+        _load_unstandardized(model, initial)
+        return True
     if initial.config != model.config:
         raise UsageError(
             f"--init {reference}: its model config differs from this run's (preset and --expression-encoder must match)"
         )
     model.load_state_dict(initial.state_dict(), strict=True)
+    return False
+
+
+def _unstandardized_version(config: ModelConfig) -> ModelConfig | None:
+    """``config`` as written before CLeBS standardised its coefficients (None if it does not standardise)."""
+    if config.expression.kind != "clebs" or not config.expression.standardize:
+        return None
+    return dataclasses.replace(config, expression=dataclasses.replace(config.expression, standardize=False))
+
+
+def _load_unstandardized(model: Export3D, initial: Export3D) -> None:
+    """Weights trained on unstandardised β' (e.g. the first bundled model) into a standardising model.
+
+    Everything loads except the coefficient statistics, which are measured when training starts; the trainer
+    then rewrites the EAdaLN modulations for the new input scale (``fold_expression_modulation``).
+    """
+    missing, unexpected = model.load_state_dict(initial.state_dict(), strict=False)
+    statistics = {
+        f"expression_encoder.{name}" for name in ("coefficient_mean", "coefficient_std", "coefficient_frames")
+    }
+    if set(missing) != statistics or unexpected:
+        raise UsageError(f"--init: weights do not fit this model (missing {missing}, unexpected {unexpected})")
+
+
+@torch.no_grad()
+def fold_expression_modulation(model: Export3D, expressions: Tensor) -> None:
+    """Rewrite each EAdaLN modulation ``W·SiLU(β') + b`` of unstandardised weights for standardised β'.
+
+    Their W was fitted to β' ~100x smaller than standardised ones, where it mostly contributed a constant
+    ``W·mean(SiLU(β'))`` (the expression-dependent part varied by ~0.02): that constant moves into the bias and W
+    is zeroed, so the model starts as the expression-independent function it had learnt and the expression path
+    starts from zero, as at initialisation. ``expressions`` β [N, E] are the training frames.
+    """
+    from export3d_cli.layers.eadaln import ExpressionModulation
+
+    encoder = model.expression_encoder
+    old_embedding = encoder.coefficients_of(expressions) @ encoder.basis().T  # β' = V λ, as the old model saw it
+    mean_input = F.silu(old_embedding).mean(dim=0)  # [d]
+    for module in model.generator.modules():
+        if isinstance(module, ExpressionModulation):
+            linear = module.proj[1]
+            linear.bias.add_(linear.weight @ mean_input)
+            linear.weight.zero_()
+
+
+def measure_expression_statistics(state: TrainingState, dataset: ClipDataset, clips: list) -> int:
+    """Set a standardising CLeBS's coefficient statistics from the training frames (once per run); frames used.
+
+    After ``--init`` from unstandardised weights, their EAdaLN modulations are folded for the new scale too.
+    """
+    encoder = state.model.expression_encoder
+    if not getattr(encoder, "needs_statistics", False):
+        return 0
+    expressions = [dataset.params(clip.id).expression[dataset.valid_indices(clip.id)] for clip in clips]
+    frames = torch.from_numpy(np.concatenate(expressions)).float()
+    for model in (state.model, state.ema):
+        if state.unstandardized_init:
+            fold_expression_modulation(model, frames)
+        model.expression_encoder.set_statistics(frames)
+    return frames.shape[0]
 
 
 @torch.no_grad()
@@ -292,6 +359,8 @@ class GeneratorTrainer:
         self.test_clips = dataset.clips("test")
         if not self.train_clips:
             raise UsageError(f"{dataset.root}: the dataset has no training clips")
+        # Before any checkpoint is resumed (which brings its own statistics) and before the first step.
+        measure_expression_statistics(self.state, dataset, self.train_clips)
         if dataset.resolution != self.state.model.config.resolution:
             raise UsageError(f"internal: dataset resolution {dataset.resolution} differs from the model's")
         self.model: nn.Module = self.state.model

@@ -336,10 +336,16 @@ def test_train_init_with_clebs_keeps_the_generator_and_takes_the_new_clebs(clebs
     exported = load_file(str(tmp_path / "second" / "model" / "model.safetensors"))
     clebs = load_file(str(other_clebs / "clebs" / "expression_encoder.safetensors"))
     for name, value in exported.items():
+        if name.startswith("expression_encoder.coefficient_"):
+            continue  # the statistics of the new CLeBS, measured when training starts (checked below)
         if name.startswith("expression_encoder."):
             assert np.array_equal(value, clebs[name.removeprefix("expression_encoder.")]), name
         else:
             assert np.array_equal(value, start[name]), name
+    assert int(exported["expression_encoder.coefficient_frames"]) > 0
+    assert not np.array_equal(
+        exported["expression_encoder.coefficient_mean"], start["expression_encoder.coefficient_mean"]
+    )
     assert any(not np.array_equal(exported[n], start[n]) for n in exported if n.startswith("expression_encoder."))
 
 
@@ -363,3 +369,55 @@ def test_train_region_weight_adds_the_expression_region_term(synth_dataset, tmp_
     record = losses[-1]
     other = sum(record[name] * w for name, w in (("l1", 1.0), ("raw_l1", 1.0), ("ssim", 0.5), ("density", 0.2)))
     assert losses[-1]["loss"] == pytest.approx(other + 2.0 * losses[-1]["region_l1"], rel=1e-4)
+
+
+def test_train_measures_the_clebs_coefficient_statistics_on_the_training_frames(clebs_run, synth_dataset, tmp_path):
+    from export3d_cli.models.weights_io import load_model
+    from export3d_cli.training.dataset import ClipDataset
+
+    run = tmp_path / "run"
+    result = export3d(
+        "train", synth_dataset, "-o", run, "--preset", "tiny", "--clebs", clebs_run[0], "--steps", 1,
+        "--eval-every", 0, "--json", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    encoder = load_model(run / "model").expression_encoder
+    data = ClipDataset(synth_dataset)
+    frames = sum(len(data.valid_indices(clip.id)) for clip in data.clips("train"))
+    assert encoder.config.standardize and not encoder.needs_statistics
+    assert int(encoder.coefficient_frames) == frames
+    assert bool((encoder.coefficient_std > 0).all())
+
+
+def test_train_init_from_unstandardized_weights_keeps_them_and_zeroes_only_the_expression_weights(
+    clebs_run, synth_dataset, tmp_path
+):
+    """Weights from before standardisation (the first bundled model): loaded, modulation weights zeroed."""
+    import dataclasses
+
+    from safetensors.numpy import load_file
+
+    from export3d_cli.config import preset
+    from export3d_cli.models.export3d import Export3D
+
+    config = preset("tiny")
+    old = Export3D(dataclasses.replace(config, expression=dataclasses.replace(config.expression, standardize=False)))
+    old.save_pretrained(tmp_path / "old")
+    result = export3d(
+        "train", synth_dataset, "-o", tmp_path / "run", "--preset", "tiny", "--init", tmp_path / "old",
+        "--steps", 0, "--eval-every", 0, "--json", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    before = load_file(str(tmp_path / "old" / "model.safetensors"))
+    after = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    assert set(after) - set(before) == {
+        f"expression_encoder.{name}" for name in ("coefficient_mean", "coefficient_std", "coefficient_frames")
+    }
+    assert int(after["expression_encoder.coefficient_frames"]) > 0
+    zeroed = [name for name in before if name.endswith("modulation.proj.1.weight")]
+    assert zeroed
+    for name, value in before.items():
+        if name in zeroed:
+            assert not after[name].any(), name
+        else:
+            assert np.array_equal(after[name], value), name

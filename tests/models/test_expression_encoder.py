@@ -1,5 +1,6 @@
 """CLeBS: orthonormal basis (Eq. 2), beta' in span(V) (Eq. 3), gradients reach W."""
 
+import pytest
 import torch
 
 from export3d_cli.config import ExpressionEncoderConfig
@@ -83,3 +84,58 @@ def test_coefficient_span_is_the_range_over_the_neutral_face_and_single_blendsha
     torch.testing.assert_close(low, coefficients.min(dim=0).values)
     torch.testing.assert_close(high, coefficients.max(dim=0).values)
     assert low.shape == (6,) and bool((low < high).all())
+
+
+def _standardizing(n=6, d=48):
+    return CLeBS(ExpressionEncoderConfig(basis_size=n, embed_dim=d, hidden_dim=32, hidden_layers=2, standardize=True))
+
+
+def test_standardized_coefficients_have_zero_mean_and_give_beta_prime_unit_rms_over_the_measured_frames():
+    torch.manual_seed(0)
+    encoder = _standardizing()
+    frames = torch.rand(500, 52) * 0.6
+    assert encoder.needs_statistics
+    encoder.set_statistics(frames)
+    assert not encoder.needs_statistics and int(encoder.coefficient_frames) == 500
+    with torch.no_grad():
+        z = encoder.standardized(encoder.coefficients_of(frames))
+        beta_prime = encoder(frames)
+    gain = (48 / 6) ** 0.5
+    torch.testing.assert_close(z.mean(dim=0), torch.zeros(6), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(dim=0), torch.full((6,), gain), atol=1e-3, rtol=1e-3)
+    # Orthonormal V keeps the norm: the RMS per component of β' over the frames is 1.
+    assert beta_prime.pow(2).mean().sqrt().item() == pytest.approx(1.0, rel=1e-2)
+
+
+def test_without_standardize_beta_prime_is_v_lambda_and_there_are_no_statistics():
+    encoder = _clebs(n=6)
+    assert not encoder.needs_statistics
+    assert "coefficient_mean" not in dict(encoder.named_buffers())
+    with pytest.raises(ValueError, match="does not standardise"):
+        encoder.set_statistics(torch.rand(4, 52))
+    beta = torch.rand(3, 52)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(beta), encoder.coefficients_of(beta) @ encoder.basis().T)
+
+
+def test_statistics_travel_with_the_weights_and_sweeps_still_move_along_one_basis_vector():
+    from export3d_cli.config import preset
+    from export3d_cli.models.export3d import Export3D
+
+    torch.manual_seed(0)
+    model = Export3D(preset("tiny"))
+    model.expression_encoder.set_statistics(torch.rand(64, 52))
+    state = {name: value.clone() for name, value in model.expression_encoder.state_dict().items()}
+    assert {"coefficient_mean", "coefficient_std", "coefficient_frames"} <= set(state)
+    again = Export3D(preset("tiny"))
+    again.load_state_dict(model.state_dict(), strict=True)
+    for name, value in again.expression_encoder.state_dict().items():
+        torch.testing.assert_close(value, state[name])
+    encoder = again.expression_encoder
+    with torch.no_grad():
+        own = encoder.coefficients_of(torch.rand(1, 52))
+        moved = own.clone()
+        moved[0, 2] += 0.3
+        step = encoder.from_coefficients(moved) - encoder.from_coefficients(own)
+    direction = encoder.basis()[:, 2]
+    torch.testing.assert_close(step[0], direction * step[0].dot(direction), atol=1e-5, rtol=0)

@@ -179,7 +179,10 @@ def test_generator_training_updates_the_generator_and_freezes_only_clebs(generat
         assert not any(p.requires_grad for p in model.expression_encoder.parameters())
         saved = load_file(str(clebs_run.run_dir / CLEBS_DIR / "expression_encoder.safetensors"))
         state = model.expression_encoder.state_dict()
-        assert all(torch.equal(saved[key], state[key]) for key in saved)
+        learned = [key for key in saved if not key.startswith("coefficient_")]
+        assert learned and all(torch.equal(saved[key], state[key]) for key in learned)
+        # The coefficient statistics are measured on the training frames when stage 2 starts.
+        assert int(state["coefficient_frames"]) > 0 and not model.expression_encoder.needs_statistics
         optimised = {id(p) for group in generator_run.trainer.state.optimizer.param_groups for p in group["params"]}
         assert not any(id(p) in optimised for p in model.expression_encoder.parameters())
     else:
@@ -402,3 +405,34 @@ def test_clebs_validation_tolerates_a_held_out_clip_without_faces(clebs_run, min
     trainer = clebs_run.trainer
     metrics = clebs_validation(trainer.image_encoder, trainer.expression_encoder, 0.1, data, clips, 8)
     assert np.isfinite(metrics["val_loss"]) and metrics["val_chance"] == pytest.approx(1 / 6)
+
+
+def test_folding_unstandardized_modulations_keeps_their_mean_output_and_zeroes_the_expression_weights():
+    """After the fold, each EAdaLN modulation outputs what the old one output on average over the frames."""
+    import dataclasses
+
+    from export3d_cli.config import preset
+    from export3d_cli.layers.eadaln import ExpressionModulation
+    from export3d_cli.models.export3d import Export3D
+    from export3d_cli.training.generator_trainer import fold_expression_modulation
+
+    torch.manual_seed(0)
+    config = preset("tiny")
+    model = Export3D(dataclasses.replace(config, expression=dataclasses.replace(config.expression, standardize=True)))
+    modulations = [m for m in model.generator.modules() if isinstance(m, ExpressionModulation)]
+    with torch.no_grad():
+        for module in modulations:
+            module.proj[1].weight.normal_(0, 0.1)
+            module.proj[1].bias.normal_(0, 0.1)
+    frames = torch.rand(40, 52)
+    with torch.no_grad():
+        old_embedding = model.expression_encoder.coefficients_of(frames) @ model.expression_encoder.basis().T
+        old_means = [module.proj(old_embedding).mean(dim=0) for module in modulations]
+    fold_expression_modulation(model, frames)
+    model.expression_encoder.set_statistics(frames)
+    with torch.no_grad():
+        embedding = model.expression_encoder(frames)
+        for module, mean in zip(modulations, old_means, strict=True):
+            assert not module.proj[1].weight.any()
+            new = module.proj(embedding)
+            torch.testing.assert_close(new, mean.expand_as(new), atol=1e-5, rtol=1e-5)
