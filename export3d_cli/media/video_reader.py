@@ -19,9 +19,13 @@ frame crosses the pipe whole and a few are in flight at once, so a small file of
 cost gigabytes. ffmpeg is also told the limit (``-max_pixels``), so its decoder refuses such frames rather than
 allocating them, wherever in the stream they appear.
 
-Frames come out at a constant ``info.fps``: the decode pins ffmpeg's output rate to it, so frame ``i`` is at
-``i / fps`` seconds (variable-frame-rate phone videos get frames repeated or dropped, as ffmpeg does by
-default for raw output), and a stream without a usable rate cannot make ffmpeg invent thousands of frames.
+Every decoded frame comes out exactly once (``-fps_mode passthrough``): "one output frame per driving frame"
+must hold for a variable-frame-rate phone video and for one whose first frame is stamped late, where resampling
+to a constant rate repeated or dropped frames. ``info.fps`` is the stream's rate; for a variable-rate stream
+(detected from the packets' timestamps, read without decoding) it is the average rate over the stream, so a
+video written at ``info.fps`` lasts as long as the input and its audio stays in sync at both ends. The
+timestamps of the individual frames are not carried over: in between, a frame can be off by up to the input's
+own jitter.
 """
 
 from __future__ import annotations
@@ -51,7 +55,6 @@ from export3d_cli.media.ffmpeg_process import (
     exact_rate,
     ffmpeg_url,
     kill_process,
-    rate_arg,
     summarise_errors,
 )
 
@@ -147,11 +150,93 @@ def probe_video(path: str | os.PathLike[str], *, timeout: float = _PROBE_TIMEOUT
     except subprocess.TimeoutExpired:
         raise InputError(f"{path}: ffmpeg could not read the video header within {timeout:g} s") from None
     info = _parse_probe(path, done.stderr.decode("utf-8", "replace"), done.returncode)
+    timing = _packet_timing(path, timeout)
+    if timing is not None and timing.variable:
+        # The header's rate is a guess for a variable-rate stream; the decode yields exactly one frame per packet,
+        # so the average rate over the stream's own timestamps is what keeps the output as long as the input
+        # (and its audio in sync at both ends).
+        fps = timing.frames / timing.duration
+        note = (
+            f"{path}: variable frame rate ({timing.frames} frames over {timing.duration:.2f} s); "
+            f"frames are taken as they are, at the average {fps:.3f} fps"
+        )
+        info = dataclasses.replace(
+            info, fps=fps, frame_count=timing.frames, frame_count_from_video=True, warnings=(*info.warnings, note)
+        )
     promised = _avi_frame_count(path)
     # ffmpeg scales its duration for a cut AVI down to the bytes present, so a cut file would seem complete.
     if promised is not None and (info.frame_count is None or promised > info.frame_count):
         info = dataclasses.replace(info, frame_count=promised, frame_count_from_video=True)
     return info
+
+
+@dataclass(frozen=True)
+class PacketTiming:
+    """The video stream's packets as the demuxer stamps them: count, span in seconds, and whether the intervals
+    between consecutive presentation times differ (a variable frame rate)."""
+
+    frames: int
+    duration: float
+    variable: bool
+
+
+# Intervals differing by more than this fraction of the median count as a variable frame rate (timestamps are
+# rounded to the container's time base, e.g. 1 ms in Matroska: 40 ms vs 41 ms is not variable).
+_VARIABLE_RATE_TOLERANCE = 0.1
+
+
+def _packet_timing(path: Path, timeout: float) -> PacketTiming | None:
+    """Read every video packet's timestamps without decoding (``-c copy`` into ``framecrc``); None if unavailable."""
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-i",
+        ffmpeg_url(path),
+        "-map",
+        "0:V:0",
+        "-c",
+        "copy",
+        "-f",
+        "framecrc",
+        "-",
+    ]
+    try:
+        done = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    return parse_packet_timing(done.stdout.decode("ascii", "replace"))
+
+
+def parse_packet_timing(text: str) -> PacketTiming | None:
+    """``framecrc`` output -> PacketTiming (lines ``#tb 0: 1/1000`` and ``0, dts, pts, duration, size, crc``)."""
+    time_base = None
+    stamps: list[tuple[int, int]] = []
+    for line in text.splitlines():
+        if line.startswith("#tb 0:"):
+            numerator, _, denominator = line.split(":", 1)[1].strip().partition("/")
+            time_base = int(numerator) / int(denominator)
+        elif line and not line.startswith("#"):
+            fields = [field.strip() for field in line.split(",")]
+            if len(fields) >= 4 and fields[0] == "0":
+                stamps.append((int(fields[2]), int(fields[3])))
+    if time_base is None or len(stamps) < 2:
+        return None
+    stamps.sort()
+    starts = np.array([pts for pts, _ in stamps], dtype=np.float64)
+    span = (starts[-1] - starts[0] + max(stamps[-1][1], 0)) * time_base
+    intervals = np.diff(starts)
+    median = float(np.median(intervals))
+    if span <= 0 or median <= 0:
+        return None
+    variable = bool(np.abs(intervals - median).max() > _VARIABLE_RATE_TOLERANCE * median)
+    if stamps[-1][1] <= 0:  # no duration on the last packet: assume the typical interval
+        span += median * time_base
+    return PacketTiming(frames=len(stamps), duration=span, variable=variable)
 
 
 class VideoReader:
@@ -228,7 +313,7 @@ class VideoReader:
         self._proc.stderr.close()
 
     def _start(self) -> None:
-        cmd = _decode_command(self.info.path, rate_arg(self.info.fps))
+        cmd = _decode_command(self.info.path)
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
         )
@@ -352,7 +437,7 @@ class _FramePump(threading.Thread):
             return
 
 
-def _decode_command(path: Path, rate: str) -> list[str]:
+def _decode_command(path: Path) -> list[str]:
     """The ffmpeg command that writes the video's frames as raw rgb24 to stdout (a seam for the tests)."""
     return [
         imageio_ffmpeg.get_ffmpeg_exe(),
@@ -366,8 +451,10 @@ def _decode_command(path: Path, rate: str) -> list[str]:
         ffmpeg_url(path),
         "-map",
         "0:V:0",
-        "-r",
-        rate,
+        # One output frame per decoded frame: resampling to a constant rate would repeat or drop frames of a
+        # variable-frame-rate video (171 rows for 169 frames) and of one whose first frame is stamped late.
+        "-fps_mode",
+        "passthrough",
         "-f",
         "rawvideo",
         "-pix_fmt",

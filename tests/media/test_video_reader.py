@@ -8,6 +8,7 @@ of blocking the suite.
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import signal
 import subprocess
@@ -93,7 +94,7 @@ def long_clip(tmp_path_factory) -> Path:
 
 def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
     """Replace the decode command with a Python script (the probe still runs the real ffmpeg)."""
-    monkeypatch.setattr(video_reader, "_decode_command", lambda path, rate: [sys.executable, "-c", script])
+    monkeypatch.setattr(video_reader, "_decode_command", lambda path: [sys.executable, "-c", script])
 
 
 # --- decoding ---------------------------------------------------------------------------------------------------
@@ -488,3 +489,52 @@ Input #0, mp3, from 'file:/music/song.mp3':
 """
     with pytest.raises(InputError, match=r"song\.mp3: has no video stream$"):
         video_reader._parse_probe(Path("song.mp3"), header, 0)
+
+
+# ------------------------------------------------------------------------------------- frame counts and timing
+
+VFR_FRAMES = 30
+
+
+def _lavfi_clip(path: Path, *args: str) -> Path:
+    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=25"]
+    cmd += ["-frames:v", str(VFR_FRAMES), *args, "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def test_a_variable_frame_rate_video_gives_each_decoded_frame_once_at_its_average_rate(tmp_path):
+    """Frames 11-29 are stamped 4/3 apart: 30 frames over 1.56 s. Resampling to 25 fps gave 39."""
+    video = _lavfi_clip(tmp_path / "vfr.mkv", "-vf", "setpts='(N+if(gt(N\\,10)\\,N/3\\,0))/25/TB'", "-fps_mode", "vfr")
+    info = probe_video(video)
+    frames = list(read_video_frames(video))
+    assert len(frames) == VFR_FRAMES == info.frame_count
+    assert info.fps == pytest.approx(VFR_FRAMES / 1.56, rel=0.02)
+    assert any("variable frame rate" in warning for warning in info.warnings)
+    # Every frame of testsrc differs from the next: none was repeated.
+    assert all(not np.array_equal(a, b) for a, b in itertools.pairwise(frames))
+
+
+def test_a_video_whose_first_frame_is_stamped_late_gives_exactly_its_frames(tmp_path):
+    video = _lavfi_clip(tmp_path / "late.mkv", "-output_ts_offset", "0.0417")
+    info = probe_video(video)
+    assert sum(1 for _ in read_video_frames(video)) == VFR_FRAMES
+    assert info.fps == pytest.approx(25.0)
+    assert not any("variable" in warning for warning in info.warnings)
+
+
+def test_packet_timing_parses_framecrc_and_tells_constant_from_variable_rates():
+    header = "#tb 0: 1/1000\n#media_type 0: video\n"
+    constant = header + "".join(f"0, {40 * i}, {40 * i}, 40, 100, 0x0\n" for i in range(10))
+    timing = video_reader.parse_packet_timing(constant)
+    assert (timing.frames, timing.variable) == (10, False) and timing.duration == pytest.approx(0.4)
+    # Matroska rounds to 1 ms: 33/34 ms intervals of a 29.97 fps stream are not a variable rate.
+    rounded = header + "".join(
+        f"0, {round(i * 1000 / 29.97)}, {round(i * 1000 / 29.97)}, 33, 9, 0x0\n" for i in range(9)
+    )
+    assert not video_reader.parse_packet_timing(rounded).variable
+    jumpy = header + "".join(f"0, {t}, {t}, 40, 100, 0x0\n" for t in (0, 40, 80, 200, 240))
+    timing = video_reader.parse_packet_timing(jumpy)
+    assert timing.variable and timing.frames == 5 and timing.duration == pytest.approx(0.28)
+    assert video_reader.parse_packet_timing("#tb 0: 1/1000\n0, 0, 0, 40, 1, 0x0\n") is None  # one packet
+    assert video_reader.parse_packet_timing("garbage") is None
