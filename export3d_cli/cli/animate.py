@@ -109,7 +109,8 @@ def animate(
         for source in sources:
             check_image(source)
     options = AnimateOptions(pose, expression, paste_back, side_by_side, audio=not no_audio)
-    animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
+    with progress("Loading the model", quiet=quiet):
+        animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
 
     results, failures, errors = [], [], []
     with progress("Analysing the driver", quiet=quiet) as bar:
@@ -122,7 +123,8 @@ def animate(
             warn(f"{driving_path}: no face in {driving.missing} of {driving.frames} frames; filled by interpolation")
         with FaceLandmarker("image") as landmarker:
             for number, (source, target) in enumerate(zip(sources, targets, strict=True), start=1):
-                bar.describe(f"[{number}/{len(sources)}] {source.name}")
+                label = f"[{number}/{len(sources)}] {source.name}"
+                bar.stage(f"{label}: finding the face")
                 try:
                     image = load_image(source)
                     analysis = analyze_image(
@@ -133,7 +135,17 @@ def animate(
                         name=str(source),
                     )
                     results.append(
-                        animate_source(animator, source, image, analysis, driving, target, options, bar.update)
+                        animate_source(
+                            animator,
+                            source,
+                            image,
+                            analysis,
+                            driving,
+                            target,
+                            options,
+                            on_frame=bar.update,
+                            on_stage=lambda what, total, label=label: bar.stage(f"{label}: {what}", total),
+                        )
                     )
                 except Export3DError as error:
                     failures.append({"source": str(source), "error": error.message, "exit_code": error.exit_code})

@@ -22,6 +22,15 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task_id, description=description)
 
+    def stage(self, description: str, total: int | None = None) -> None:
+        """Start the next stage on this bar: progress back to 0 of ``total`` (None: no total yet, a pulse).
+
+        A reset, not just a new total: rich estimates the time left from the recent rate, and a bar that went from
+        "analysed 100 of 100" to "rendered 0 of 100" kept an ETA of 0:00:00 for the whole render.
+        """
+        if self._bar is not None:
+            self._bar.reset(self._task_id, total=total, completed=0, description=description)
+
 
 def progress_enabled(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()

@@ -21,6 +21,7 @@ from export3d_cli.pipeline.driving import Driving, drive
 
 ANALYSIS_RESOLUTION = 256  # crop size used for the source's alignment (and paste-back)
 FrameCallback = Callable[[int, int], None]
+StageCallback = Callable[[str, "int | None"], None]  # (what, total): a long stage starts
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def animate_source(
     output: Path,
     options: AnimateOptions,
     on_frame: FrameCallback | None = None,
+    on_stage: StageCallback | None = None,
 ) -> JobResult:
     """Render one source through every driving frame into ``output`` (an .mp4, written atomically)."""
     from export3d_cli.media.video_writer import VideoWriter
@@ -96,6 +98,8 @@ def animate_source(
     driver_frames = _driver_frames(driving) if options.side_by_side else None
     source_panel = analysis.crop
     with VideoWriter(output, fps=driving.motion.fps, width=width, height=height, audio_from=audio) as writer:
+        if on_stage is not None:
+            on_stage("rendering", total)
         for index, frame in enumerate(animator.render(encoded, betas, cameras)):
             if compose_paste is not None:
                 frame = compose_paste(frame)
@@ -108,6 +112,8 @@ def animate_source(
                 on_frame(index + 1, total)
         if driver_frames is not None:
             driver_frames.close()
+        if on_stage is not None:
+            on_stage("finishing the video" + (" and adding the audio" if audio is not None else ""), None)
     return JobResult(
         source=str(source_path),
         output=str(output),

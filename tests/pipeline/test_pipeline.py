@@ -275,3 +275,46 @@ def test_animate_source_side_by_side_needs_the_driving_video(tiny_model, source_
     with pytest.raises(InputError, match=r"motion\.npz: --side-by-side needs the driving video"):
         animate_source(Animator(tiny_model), Path("s.png"), source_image, source_analysis, driving, output, options)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_animate_source_reports_its_stages_in_order_and_every_frame(
+    tiny_model, source_image, source_analysis, tmp_path
+):
+    driving = driving_from(random_motion())
+    events: list[tuple] = []
+    animate_source(
+        Animator(tiny_model, batch_size=3),
+        Path("s.png"),
+        source_image,
+        source_analysis,
+        driving,
+        tmp_path / "out.mp4",
+        AnimateOptions(),
+        on_frame=lambda done, total: events.append(("frame", done, total)),
+        on_stage=lambda what, total: events.append(("stage", what, total)),
+    )
+    assert events[0] == ("stage", "rendering", FRAMES)
+    assert events[1:-1] == [("frame", done, FRAMES) for done in range(1, FRAMES + 1)]
+    assert events[-1][:2] == ("stage", "finishing the video") and events[-1][2] is None
+    assert (tmp_path / "out.mp4").is_file()
+
+
+def test_a_new_stage_restarts_the_bar_and_its_time_estimate():
+    """The render bar used to inherit the driver analysis' 100% and showed an ETA of 0:00:00 throughout."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
+
+    from export3d_cli.cli.progress import Progress
+
+    with RichProgress(console=Console(file=io.StringIO(), force_terminal=True)) as rich_bar:
+        bar = Progress(rich_bar, rich_bar.add_task("Analysing the driver", total=None))
+        for done in range(1, 101):
+            bar.update(done, 100)
+        bar.stage("rendering", 40)
+        (task,) = rich_bar.tasks
+        assert (task.completed, task.total, task.description) == (0, 40, "rendering")
+        assert task.speed is None and task.time_remaining is None, "no rate carried over from the last stage"
+        bar.update(10, 40)
+        assert task.completed == 10
