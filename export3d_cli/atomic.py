@@ -10,6 +10,7 @@ failed command can remove again those that are still empty
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -36,19 +37,43 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on a clean exit it replaces ``target``."""
     target = Path(target)
     make_folders(target.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
+    with _storage_errors(target):
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        # mkstemp creates 0600; give the result the permissions a plain open() would (0666 minus the umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        if tmp.exists():
-            tmp.chmod(0o666 & ~umask)
-        os.replace(tmp, target)
+        with _storage_errors(target):
+            yield tmp
+            # mkstemp creates 0600; give the result the permissions a plain open() would (0666 minus the umask).
+            umask = os.umask(0)
+            os.umask(umask)
+            if tmp.exists():
+                tmp.chmod(0o666 & ~umask)
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# What the storage can say while an output is written, and how to put it in one line.
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system",
+    errno.EROFS: "read-only file system",
+}
+
+
+@contextlib.contextmanager
+def _storage_errors(target: Path) -> Iterator[None]:
+    """A full disk (or quota, or read-only file system) while writing ``target``: one OutputError line."""
+    from export3d_cli.errors import OutputError
+
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _STORAGE_ERRNOS:
+            raise
+        raise OutputError(f"{target}: cannot write it ({_STORAGE_ERRNOS[error.errno]}); nothing was written") from error
 
 
 def atomic_write_text(target: str | Path, text: str) -> None:

@@ -42,6 +42,13 @@ class WeightsError(InputError):
     """Model weights that are missing, corrupt, mismatched or unreachable (exit 2)."""
 
 
+class OutputError(Export3DError):
+    """An output that cannot be written where the user asked: a full disk, a quota, a read-only file system (exit 2:
+    the user has to free space or choose another place; nothing was written)."""
+
+    exit_code = EXIT_USAGE
+
+
 class Interrupted(Export3DError):
     """Ctrl-C (exit 130); partial outputs are never left under their target names."""
 
