@@ -34,7 +34,12 @@ def extract(
     prepare_output_file(output, inputs=[driving])
     with progress(f"Analysing {driving.name}", quiet=quiet) as bar:
         result = analyze_video(
-            driving, smoothing=Smoothing(smoothing), face_index=face_index, max_frames=max_frames, progress=bar.update
+            driving,
+            smoothing=Smoothing(smoothing),
+            face_index=face_index,
+            max_frames=max_frames,
+            progress=bar.update,
+            landmarks=False,  # a motion file keeps β and p only
         )
     save_motion(output, result.motion())
     if result.missing and not quiet:

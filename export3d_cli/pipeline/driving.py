@@ -55,7 +55,9 @@ def load_driving(path: Path, *, smoothing: float, max_frames: int | None, progre
         motion = load_motion(path)
         video, video_problem = locate_driving_video(motion.source, path)
     else:
-        analysed = analyze_video(path, smoothing=Smoothing(smoothing), max_frames=max_frames, progress=progress)
+        analysed = analyze_video(
+            path, smoothing=Smoothing(smoothing), max_frames=max_frames, progress=progress, landmarks=False
+        )
         motion, video = analysed.motion(), path
     decode_error = None if is_motion else analysed.decode_error
     driving = Driving(motion=motion, path=path, video=video, decode_error=decode_error, video_problem=video_problem)

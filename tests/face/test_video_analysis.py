@@ -274,3 +274,25 @@ def test_upsampling_25_to_50_repeats_each_frame_twice():
     counts = Counter(indices)
     assert all(counts[frame] == 2 for frame in range(1, 9)), counts
     assert len(indices) >= 19
+
+
+def test_analysis_without_landmarks_gives_the_same_motion_and_keeps_far_less_per_frame(driving_video, default_motion):
+    """Animating and `extract` use only β and the pose: the landmarks held ~4 KB per frame at the peak."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        lean = analyze_video(driving_video.path, landmarks=False)
+        _, lean_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        full = analyze_video(driving_video.path)
+        _, full_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(lean.expression, default_motion.expression)
+    np.testing.assert_array_equal(lean.camera, default_motion.camera)
+    np.testing.assert_array_equal(lean.valid, default_motion.valid)
+    assert lean.landmarks is None and lean.transforms is None
+    assert full.landmarks is not None
+    frames = lean.frames
+    assert full_peak - lean_peak > frames * 478 * 2 * 4, (frames, full_peak, lean_peak)
