@@ -250,33 +250,15 @@ def _finish(
     rotations = _smooth(fill_gaps(rotations, valid), fps, smoothing.pose)
     poses = [HeadPose.from_rotation_vector(vector) for vector in rotations]
     cameras = np.stack([pose.label() for pose in poses])  # [T, 25]
-    if landmarks is None:
-        return VideoMotion(
-            expression=expressions.astype(np.float32),
-            camera=cameras.astype(np.float32),
-            valid=valid,
-            landmarks=None,
-            transforms=None,
-            frame_indices=frame_indices,
-            fps=float(fps),
-            source=source,
-            resolution=resolution,
-            decode_error=decode_error,
-        )
-    landmarks = fill_gaps(landmarks.reshape(frames, -1), valid).reshape(frames, LANDMARK_COUNT, 2)
-    params = np.stack(
-        [alignment_transform(landmarks[t], cameras[t], resolution).params() for t in range(frames)]
-    )  # [T, 4]: log scale, angle, tx, ty
-    params[:, 1] = np.unwrap(params[:, 1])
-    params[:, 2:] /= resolution  # translation in crop units, so one filter setting fits every resolution
-    params = _smooth(params, fps, smoothing.pose)
-    params[:, 2:] *= resolution
-    transforms = np.stack([SimilarityTransform.from_params(p).matrix for p in params])  # [T, 2, 3]
+    transforms = None
+    if landmarks is not None:
+        landmarks = fill_gaps(landmarks.reshape(frames, -1), valid).reshape(frames, LANDMARK_COUNT, 2)
+        transforms = _crop_transforms(landmarks, cameras, fps, resolution, smoothing)
     return VideoMotion(
         expression=expressions.astype(np.float32),
         camera=cameras.astype(np.float32),
         valid=valid,
-        landmarks=landmarks.astype(np.float32),
+        landmarks=None if landmarks is None else landmarks.astype(np.float32),
         transforms=transforms,
         frame_indices=frame_indices,
         fps=float(fps),
@@ -284,3 +266,17 @@ def _finish(
         resolution=resolution,
         decode_error=decode_error,
     )
+
+
+def _crop_transforms(
+    landmarks: np.ndarray, cameras: np.ndarray, fps: float, resolution: int, smoothing: Smoothing
+) -> np.ndarray:
+    """Smoothed image → R×R crop transforms [T, 2, 3] from landmarks [T, 478, 2] and cameras [T, 25]."""
+    params = np.stack(
+        [alignment_transform(landmarks[t], cameras[t], resolution).params() for t in range(len(landmarks))]
+    )  # [T, 4]: log scale, angle, tx, ty
+    params[:, 1] = np.unwrap(params[:, 1])
+    params[:, 2:] /= resolution  # translation in crop units, so one filter setting fits every resolution
+    params = _smooth(params, fps, smoothing.pose)
+    params[:, 2:] *= resolution
+    return np.stack([SimilarityTransform.from_params(p).matrix for p in params])
