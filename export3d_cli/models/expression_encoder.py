@@ -15,9 +15,10 @@ With ``standardize`` (every preset), G receives the coefficients standardised ov
     beta' = V z,   z = (lambda - mean) / std
 
 The contrastive loss of Eq. (1) compares cosines, so it fixes only the direction of f_e(beta); the learned lambda
-came out of order 0.1, and beta' varied by ~0.005 per component between expressions. EAdaLN's zero-initialised
-modulation then moves ~100x slower on the expression-dependent part than on its bias, and the generator learned to
-ignore beta' (measured: raising jawOpen from 0 to 1 opened the output's mouth by 0.02). The statistics are
+came out of order 0.1, and beta' varied by ~0.005 per component between expressions, so EAdaLN's zero-initialised
+modulation moved ~100x slower on its expression-dependent part than on its bias. Standardised, that part regrows
+in 500 steps what took 13,500 (docs/expression-control-diagnosis.md; it did not by itself make the output follow
+the driver). The statistics are
 buffers set once from the training set when stage 2 starts (CLeBS is frozen then), so they travel with the
 weights. |beta'| = |z| ~ sqrt(n): per component ~40x the old variation, yet small enough that a generator
 warm-started from unstandardised weights is not thrown off by Adam's first full-size steps on the modulation
