@@ -44,7 +44,17 @@ def weights(tmp_path_factory) -> Path:
 
 def start(*args: object) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "export3d_cli", *(str(arg) for arg in args)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=default_signals
+    )
+
+
+def default_signals() -> None:
+    """The child starts with the default signal dispositions, as from a terminal: a test run started in the
+    background (SIGINT ignored) or under nohup (SIGHUP ignored) would otherwise pass that on, and the CLI keeps
+    ignoring a signal that was ignored when it started, as it should."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def wait_for(process: subprocess.Popen[str], found: Callable[[], bool]) -> None:
@@ -224,7 +234,15 @@ def test_an_unclosed_landmarker_prints_nothing_at_interpreter_exit():
     assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
-def test_ctrl_c_during_close_waits_until_the_landmarker_is_closed():
+@pytest.fixture
+def python_ctrl_c():
+    """Python's own Ctrl-C handler, whatever the test run inherited (a background job starts with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_close_waits_until_the_landmarker_is_closed(python_ctrl_c):
     landmarker = FaceLandmarker("image")
     inner = landmarker._landmarker
     close = inner.close

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export3d_cli.errors import EXIT_FAILURE, EXIT_USAGE, Export3DError, InputError, UsageError
+from export3d_cli.errors import EXIT_USAGE, Export3DError, InputError, UsageError
 from export3d_cli.media import IMAGE_SUFFIXES, image_io, load_image, save_image
 
 SOURCE_PHOTO = Path(__file__).resolve().parents[2] / "examples" / "source.png"
@@ -399,7 +399,8 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monkey
     monkeypatch.setattr(Image.Image, "save", disk_full)
     with pytest.raises(Export3DError) as caught:
         save_image(target, np.full((4, 4, 3), 255, np.uint8))
-    assert str(caught.value) == f"{target}: cannot write (No space left on device)"
-    assert caught.value.exit_code == EXIT_FAILURE
+    # A full disk is the user's to fix (free space, another place): one line and exit 2, like every output error.
+    assert str(caught.value) == f"{target}: cannot write it (no space left on the device); nothing was written"
+    assert caught.value.exit_code == EXIT_USAGE
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["out.png"]
