@@ -113,33 +113,29 @@ def speech_trajectory(rng: np.random.Generator, frames: int, fps: float) -> np.n
     return np.clip(controls, 0.0, 1.0)
 
 
-def _uniform(low: float, high: float) -> tuple[float, float]:
-    return (low, high)
-
-
 # Expressions a clip moves between: control name -> (low, high) of a uniform draw; controls not named stay near 0.
 # Intensities reach the rig's full range (1.0), where the face pipeline measures e.g. jawOpen 0.3-0.75 and
 # eyeBlink ~0.7 depending on the identity.
 EXPRESSION_ARCHETYPES: dict[str, dict[str, tuple[float, float]]] = {
     "neutral": {},
-    "open_mouth": {"jaw_open": _uniform(0.6, 1.0)},
+    "open_mouth": {"jaw_open": (0.6, 1.0)},
     "laugh": {
-        "jaw_open": _uniform(0.3, 0.8),
-        "smile_left": _uniform(0.6, 1.0),
-        "smile_right": _uniform(0.6, 1.0),
-        "blink_left": _uniform(0.2, 0.5),
-        "blink_right": _uniform(0.2, 0.5),
+        "jaw_open": (0.3, 0.8),
+        "smile_left": (0.6, 1.0),
+        "smile_right": (0.6, 1.0),
+        "blink_left": (0.2, 0.5),
+        "blink_right": (0.2, 0.5),
     },
-    "broad_smile": {"smile_left": _uniform(0.6, 1.0), "smile_right": _uniform(0.6, 1.0)},
-    "one_sided_smile": {"smile_left": _uniform(0.6, 1.0), "smile_right": _uniform(0.0, 0.15)},
-    "eyes_closed": {"blink_left": _uniform(0.85, 1.0), "blink_right": _uniform(0.85, 1.0)},
-    "squint": {"blink_left": _uniform(0.35, 0.65), "blink_right": _uniform(0.35, 0.65)},
-    "wink": {"blink_left": _uniform(0.85, 1.0), "smile_left": _uniform(0.0, 0.5)},
-    "surprise": {"brow_raise": _uniform(0.7, 1.0), "jaw_open": _uniform(0.2, 0.7)},
-    "raised_brows": {"brow_raise": _uniform(0.6, 1.0)},
-    "frown": {"brow_lower": _uniform(0.6, 1.0), "blink_left": _uniform(0.0, 0.35), "blink_right": _uniform(0.0, 0.35)},
-    "pucker": {"pucker": _uniform(0.6, 1.0)},
-    "shout": {"jaw_open": _uniform(0.7, 1.0), "brow_lower": _uniform(0.3, 0.8)},
+    "broad_smile": {"smile_left": (0.6, 1.0), "smile_right": (0.6, 1.0)},
+    "one_sided_smile": {"smile_left": (0.6, 1.0), "smile_right": (0.0, 0.15)},
+    "eyes_closed": {"blink_left": (0.85, 1.0), "blink_right": (0.85, 1.0)},
+    "squint": {"blink_left": (0.35, 0.65), "blink_right": (0.35, 0.65)},
+    "wink": {"blink_left": (0.85, 1.0), "smile_left": (0.0, 0.5)},
+    "surprise": {"brow_raise": (0.7, 1.0), "jaw_open": (0.2, 0.7)},
+    "raised_brows": {"brow_raise": (0.6, 1.0)},
+    "frown": {"brow_lower": (0.6, 1.0), "blink_left": (0.0, 0.35), "blink_right": (0.0, 0.35)},
+    "pucker": {"pucker": (0.6, 1.0)},
+    "shout": {"jaw_open": (0.7, 1.0), "brow_lower": (0.3, 0.8)},
 }
 # One-sided archetypes are mirrored half of the time (left <-> right).
 _MIRROR = {
