@@ -16,6 +16,11 @@ Four measurements on a dataset made by ``export3d synth`` (or ``preprocess``), p
 - ``token_swap`` (in ``skip_swap``): the same swap for the source tokens (the ViT path) instead of the skip.
 - ``representable``: a tri-plane optimised directly (G bypassed) to reproduce an open-jaw frame: can the renderer
   and SR show the open mouth at all?
+- ``pair_fit``: the whole model (CLeBS frozen) fine-tuned on ONE source and two driving frames of its clip (most
+  closed and most open jaw): can G learn to tell two expressions apart when it has nothing else to learn?
+  ``--pair-fit-variant`` switches off the Gaussian low-pass of the upsampling, or resamples the R/2 skip from image
+  space into plane-0 coordinates (the xy plane is stored with world +y at the bottom row and spans the whole
+  [-0.5, 0.5] box, so the image-aligned skip reaches it flipped and 1.7x too large).
 
     python tools/diagnose_expression_control.py WEIGHTS DATASET [--clips N] [--only SECTION ...]
 """
@@ -180,6 +185,81 @@ def representable(model, data: ClipDataset, clips, meter: FaceMeter, fit_clips: 
     }
 
 
+def _plane_aligned_skip(model) -> None:
+    """Make G read its R/2 skip resampled into plane-0 coordinates (frontal camera, surface at the pivot depth)."""
+    import torch.nn.functional as F
+
+    from export3d_cli.camera_conventions import CAMERA_PIVOT, CAMERA_RADIUS, FFHQ_FOCAL
+
+    encode = model.generator.encode_source
+    scale = FFHQ_FOCAL / (CAMERA_RADIUS - CAMERA_PIVOT[2])  # image grid units per plane grid unit
+
+    def encode_aligned(source: torch.Tensor) -> SourceFeatures:
+        features = encode(source)
+        n = features.skip.shape[-1]
+        t = (torch.arange(n) + 0.5) / n * 2 - 1  # texel centres, align_corners=False
+        gy, gx = torch.meshgrid(t, t, indexing="ij")
+        grid = torch.stack([scale * gx, -scale * gy], dim=-1)[None].expand(features.skip.shape[0], -1, -1, -1)
+        skip = F.grid_sample(features.skip, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return SourceFeatures(tokens=features.tokens, skip=skip, grid=features.grid)
+
+    model.generator.encode_source = encode_aligned
+
+
+def pair_fit(model, data: ClipDataset, clips, meter: FaceMeter, steps: int, lr: float, variant: str) -> dict:
+    import copy
+
+    import torch.nn.functional as F
+
+    from export3d_cli.metrics.image_quality import psnr
+
+    model = copy.deepcopy(model)
+    if variant == "no-lowpass":
+        for module in model.modules():
+            if hasattr(module, "lowpass"):
+                module.lowpass = torch.nn.Identity()
+    elif variant == "aligned-skip":
+        _plane_aligned_skip(model)
+    for clip in clips:
+        valid = data.valid_indices(clip.id)
+        jaw = expression_signal(data.params(clip.id).expression[valid], "jaw")
+        if jaw.max() - jaw.min() >= 0.25:
+            break
+    else:
+        return {"clips": 0}
+    target = data.batch(clip.id, [int(valid[np.argmin(jaw)]), int(valid[np.argmax(jaw)])])
+    source = target.images[:1].expand(2, -1, -1, -1)
+    raw_target = F.interpolate(target.images, size=model.config.render_resolution, mode="area")
+    model.expression_encoder.requires_grad_(False)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+    def probe() -> dict:
+        model.eval()
+        with torch.no_grad():
+            output = model(source, target.expression, target.camera).image
+            swapped = model(source, target.expression.flip(0), target.camera).image
+        model.train()
+        jaw_values = _measure(meter, torch.cat([output, swapped]), "jaw")
+        return {
+            "psnr": [float(v) for v in psnr(output, target.images)],
+            "jaw_closed_open": jaw_values[:2],
+            "jaw_with_swapped_expression": jaw_values[2:],
+        }
+
+    report = {"clip": clip.id, "target_jaw_closed_open": _measure(meter, target.images, "jaw"), "step0": probe()}
+    model.train()
+    with torch.enable_grad():
+        for _ in range(steps):
+            output = model(source, target.expression, target.camera)
+            loss = (output.image - target.images).abs().mean() + (output.image_raw - raw_target).abs().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    report[f"step{steps}"] = probe()
+    report["final_loss"] = float(loss)
+    return report
+
+
 def pair_difference(data: ClipDataset, pairs: int, seed: int) -> dict:
     clips = data.clips("train")
     rng = np.random.default_rng(seed)
@@ -231,7 +311,7 @@ def signal_range(data: ClipDataset) -> dict:
     }
 
 
-SECTIONS = ("response", "skip_swap", "representable", "pair_difference", "range", "embedding")
+SECTIONS = ("response", "skip_swap", "representable", "pair_fit", "pair_difference", "range", "embedding")
 
 
 def main() -> None:
@@ -240,6 +320,9 @@ def main() -> None:
     parser.add_argument("dataset")
     parser.add_argument("--clips", type=int, default=12)
     parser.add_argument("--pairs", type=int, default=4000)
+    parser.add_argument("--pair-fit-steps", type=int, default=400)
+    parser.add_argument("--pair-fit-lr", type=float, default=3e-4)
+    parser.add_argument("--pair-fit-variant", choices=("as-is", "no-lowpass", "aligned-skip"), default="as-is")
     parser.add_argument(
         "--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="measure these sections only"
     )
@@ -253,6 +336,9 @@ def main() -> None:
             "response": lambda: response(model, data, clips, meter),
             "skip_swap": lambda: skip_swap(model, data, data.clips("test"), meter),
             "representable": lambda: representable(model, data, data.clips("test"), meter),
+            "pair_fit": lambda: pair_fit(
+                model, data, data.clips("test"), meter, args.pair_fit_steps, args.pair_fit_lr, args.pair_fit_variant
+            ),
             "pair_difference": lambda: pair_difference(data, args.pairs, seed=0),
             "range": lambda: signal_range(data),
             "embedding": lambda: embedding(model, data),

@@ -76,6 +76,7 @@ def _register_commands() -> None:
         extract,
         info,
         novel_view,
+        personalize,
         preprocess,
         score,
         sweep_basis,
@@ -87,6 +88,7 @@ def _register_commands() -> None:
     command(app, "animate")(animate.animate)
     command(app, "novel-view")(novel_view.novel_view)
     command(app, "sweep-basis")(sweep_basis.sweep_basis)
+    command(app, "personalize")(personalize.personalize)
     command(app, "info")(info.info)
     command(app, "extract")(extract.extract)
     command(app, "preprocess")(preprocess.preprocess)

@@ -2,6 +2,7 @@
 
     beta'_D = f_e(beta_D)                          CLeBS (or the direct ablation)
     T       = G(S, beta'_D) + T_EMA                tri-plane [3, 32, R/2, R/2]
+              (+ P(beta'_D): a person's own tri-planes, when personalised — ``personalization``)
     F       = render(T, p_D)                       feature image [32, R/4, R/4], F[:3] = raw RGB
     D_hat   = SR(F)                                RGB [3, R, R]
 
@@ -44,6 +45,8 @@ class Export3D(nn.Module):
         self.generator = TriplaneGenerator(config.generator, config.resolution, config.expression.embed_dim)
         self.renderer = TriplaneRenderer(config.renderer, config.generator.triplane_channels, config.render_resolution)
         self.superres = SuperResolution(config.superres, config.generator.triplane_channels)
+        # Set by ``personalization.personal_triplanes.attach``; not part of the base weights.
+        self.personal: nn.Module | None = None
 
     def encode_source(self, source: Tensor) -> SourceFeatures:
         """Shapes: source [B, 3, R, R] in [-1, 1] -> cached source features."""
@@ -59,8 +62,14 @@ class Export3D(nn.Module):
 
     def render_embedding(self, source: SourceFeatures, embedding: Tensor, camera: Tensor) -> Export3DOutput:
         """``render`` from β' = f_e(β) [B, d] directly (e.g. a CLeBS coefficient swept by hand, paper Fig. 9)."""
-        cam2world, intrinsics = split_camera_label(camera)
         planes = self.generator.generate(source, embedding)
+        if self.personal is not None:
+            planes = planes + self.personal(embedding)
+        return self.render_planes(planes, camera)
+
+    def render_planes(self, planes: Tensor, camera: Tensor) -> Export3DOutput:
+        """Volume rendering and SR of given tri-planes [B, 3, C, R/2, R/2] through cameras [B, 25]."""
+        cam2world, intrinsics = split_camera_label(camera)
         rendered = self.renderer(planes, cam2world, intrinsics)
         image = self.superres(rendered.features)
         return Export3DOutput(
