@@ -10,16 +10,17 @@ import typer
 
 from export3d_cli.cli.options import FaceIndexOption, JsonOption, QuietOption, WeightsOption
 from export3d_cli.cli.progress import progress
+from export3d_cli.personalization.tuning_config import TuningConfig
 
 
 def personalize(
     photos: Annotated[list[Path], typer.Argument(help="Portrait photos (one personalised file each).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for NAME.safetensors + NAME.json.")],
     weights: WeightsOption = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Tuning steps per photo.")] = 200,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Tuning steps per photo.")] = TuningConfig.steps,
     set_size: Annotated[
         int, typer.Option("--set-size", min=0, help="Expressions the photo is warped to for the personal set.")
-    ] = 48,
+    ] = TuningConfig.set_size,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the personal set and of tuning.")] = 0,
     face_index: FaceIndexOption = 0,
     quiet: QuietOption = False,
@@ -29,7 +30,6 @@ def personalize(
     from export3d_cli.atomic import prepare_output_file
     from export3d_cli.errors import UsageError
     from export3d_cli.personalization.personalize import Personalizer
-    from export3d_cli.personalization.tuning import TuningConfig
 
     config = TuningConfig(steps=steps, set_size=set_size, seed=seed)
     if output.exists() and not output.is_dir():

@@ -51,7 +51,9 @@ EYES = (
     ("right", "blink_right", RIGHT_EYE, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER),
     ("left", "blink_left", LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER),
 )
-OPEN_PHOTO_MOUTH = 0.04  # lip-opening area / mouth width²: above this the photo's own mouth interior is used
+OPEN_PHOTO_MOUTH = 0.04
+HEAD_CENTRE_DEPTH = 0.6  # the head turns about a point this many face widths behind the face's mean depth
+DEPTH_OFFSET = 1e4  # pixels  # lip-opening area / mouth width²: above this the photo's own mouth interior is used
 
 
 def _mouth_triangles(triangles: np.ndarray) -> np.ndarray:
@@ -88,6 +90,7 @@ class ExpressionWarp:
         if self.photo.ndim != 3 or self.photo.shape[2] != 3 or self.photo.dtype != np.uint8:
             raise ValueError(f"photo must be uint8 [H, W, 3], got {self.photo.dtype} {self.photo.shape}")
         self.face = np.asarray(landmarks, dtype=np.float64)[:MESH_VERTICES, :2]
+        self.depth = np.asarray(landmarks, dtype=np.float64)[:MESH_VERTICES, 2]  # MediaPipe: pixels, larger = further
         self.camera = np.asarray(camera, dtype=np.float64)
         self.rig = FaceRig(FaceShape.neutral())
         self.rest = self.rig.pose(np.zeros(len(CONTROL_INDEX)))
@@ -170,14 +173,21 @@ class ExpressionWarp:
         weights = self.rig.eyes[eye].weights  # which vertices follow the upper lid, from the rig
         return (BLINK_CLOSURE * np.clip(gap, 0.0, None) * weights)[:, None] * normal
 
-    def __call__(self, controls: np.ndarray) -> np.ndarray:
-        """The photo with the rig's expression ``controls`` [8]: uint8 [H, W, 3], pixels outside the face ring kept."""
+    def __call__(self, controls: np.ndarray, yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
+        """The photo with the rig's expression ``controls`` [8], the face turned by ``yaw`` / ``pitch`` degrees:
+        uint8 [H, W, 3], pixels outside the face ring kept."""
         controls = np.clip(np.asarray(controls, dtype=np.float64), 0.0, 1.0)
         x0, y0, x1, y1 = self.box
-        moved = np.concatenate([self.moved_landmarks(controls), self.points[MESH_VERTICES:]])
+        face, depth = self._turned(self.moved_landmarks(controls), yaw, pitch)
+        moved = np.concatenate([face, self.points[MESH_VERTICES:]])
+        if yaw == 0.0 and pitch == 0.0:
+            depth = np.ones(len(moved))  # a plain 2-D warp: exactly affine per triangle
+        else:
+            # The anchors lie behind the face; a large constant keeps the depth-corrected barycentrics ~affine.
+            depth = np.concatenate([depth, np.full(len(moved) - MESH_VERTICES, depth.max() + 1.0)]) + DEPTH_OFFSET
         offset = np.array([x0, y0], dtype=np.float64)
         # Pixel centres are at +0.5: rasterise in continuous coordinates relative to the box.
-        fragments = rasterize(moved - offset, np.ones(len(moved)), self.triangles, y1 - y0, x1 - x0)
+        fragments = rasterize(moved - offset, depth, self.triangles, y1 - y0, x1 - x0)
         covered = fragments.triangle >= 0
         corners = self.points[self.triangles[np.maximum(fragments.triangle, 0)]]  # [h, w, 3, 2]
         source = np.einsum("hwk,hwkc->hwc", fragments.barycentric, corners) - 0.5  # continuous -> index space
@@ -187,6 +197,21 @@ class ExpressionWarp:
         region[covered] = np.clip(warped[covered] + 0.5, 0, 255).astype(np.uint8)
         self._paint_mouth(region, fragments, covered, controls, offset, moved)
         return result
+
+    def _turned(self, face: np.ndarray, yaw: float, pitch: float) -> tuple[np.ndarray, np.ndarray]:
+        """Rotate the face's landmarks [468, 2] (with the photo's depths) about a point inside the head; a nearby
+        camera, as far as the face is concerned. Returns positions [468, 2] and depths [468] (larger = further)."""
+        depth = self.depth.copy()
+        if yaw == 0.0 and pitch == 0.0:
+            return face, depth
+        points = np.concatenate([face, depth[:, None]], axis=1)
+        width = float(np.ptp(self.face[:, 0]))
+        centre = np.array([*face.mean(axis=0), depth.mean() + HEAD_CENTRE_DEPTH * width])
+        a, b = np.radians(yaw), np.radians(pitch)
+        turn = np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
+        nod = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(b), -np.sin(b)], [0.0, np.sin(b), np.cos(b)]])
+        rotated = (points - centre) @ (nod @ turn).T + centre
+        return rotated[:, :2], rotated[:, 2]
 
     def _paint_mouth(self, region, fragments, covered, controls, offset, moved) -> None:
         """Fill the lip opening as a mouth opens.
@@ -239,7 +264,7 @@ class ExpressionWarp:
             lower_y = np.interp(source[:, 0], *_sorted_curve(self.face[list(LOWER_INNER_LIPS)]))
             middle = 0.5 * (upper_y + lower_y)
             half = source[:, 1] <= middle if upper_half else source[:, 1] >= middle
-            usable = half & _inside_polygon(source, opening)
+            usable = half & inside_polygon(source, opening)
             if usable.any():
                 sampled = _bilinear(self.photo.astype(np.float32), source[usable][None] - 0.5)[0]
                 rows, cols = np.nonzero(in_mouth)
@@ -251,7 +276,7 @@ def _sorted_curve(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points[order, 0], points[order, 1]
 
 
-def _inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+def inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     """Even-odd rule: which ``points`` [K, 2] lie inside the closed ``polygon`` [N, 2]."""
     inside = np.zeros(len(points), dtype=bool)
     x, y = points[:, 0], points[:, 1]

@@ -53,13 +53,22 @@ NAMED_EXPRESSIONS: dict[str, np.ndarray] = {
 }
 
 
-def expression_schedule(count: int, seed: int) -> list[np.ndarray]:
-    """The named expressions, then random mixtures (each control off or uniform in [0, 1]) up to ``count``."""
-    schedule = list(NAMED_EXPRESSIONS.values())[:count]
+TURNS = ((-20.0, 0.0), (20.0, 0.0), (0.0, -10.0), (0.0, 10.0))  # the photo's own expression from nearby cameras
+MAX_YAW, MAX_PITCH = 25.0, 12.0  # degrees: how far the random mixtures turn the face
+
+
+def expression_schedule(count: int, seed: int) -> list[tuple[np.ndarray, float, float]]:
+    """(controls [8], yaw, pitch) per image: the named expressions facing the camera as in the photo, the photo's
+    expression turned to nearby cameras, then random mixtures (each control off or uniform in [0, 1]) seen from
+    random nearby cameras, up to ``count``."""
+    schedule = [(values, 0.0, 0.0) for values in NAMED_EXPRESSIONS.values()]
+    schedule += [(np.zeros(len(CONTROL_NAMES)), yaw, pitch) for yaw, pitch in TURNS]
+    schedule = schedule[:count]
     rng = np.random.default_rng(seed)
     while len(schedule) < count:
         on = rng.random(len(CONTROL_NAMES)) < 0.35
-        schedule.append(np.where(on, rng.random(len(CONTROL_NAMES)), 0.0))
+        values = np.where(on, rng.random(len(CONTROL_NAMES)), 0.0)
+        schedule.append((values, float(rng.uniform(-MAX_YAW, MAX_YAW)), float(rng.uniform(-MAX_PITCH, MAX_PITCH))))
     return schedule
 
 
@@ -71,6 +80,7 @@ class PersonalSet:
     expression: np.ndarray
     camera: np.ndarray
     controls: np.ndarray  # [N, 8] the rig controls each image was warped with (zeros for the photo)
+    turns: np.ndarray  # [N, 2] yaw, pitch (degrees) the face was turned by (zeros: the photo's camera)
     dropped: int = 0  # warped images in which the face pipeline found no face
     signal_range: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -96,28 +106,42 @@ def build_personal_set(
     seed: int = 0,
     landmarker: FaceLandmarker | None = None,
 ) -> PersonalSet:
-    """Warp ``photo`` (uint8 [H, W, 3], analysed as ``analysis``) to ``count`` expressions and re-measure each."""
+    """Warp ``photo`` (uint8 [H, W, 3], analysed as ``analysis``) to ``count`` expressions and re-measure each.
+
+    Images facing the camera as in the photo keep the photo's crop and camera: the warp moves the face, not the
+    head, and re-aligning each on its own landmarks would shift the whole crop whenever the jaw drops — a change
+    the person's expression directions would then have to learn everywhere in the picture. Turned faces (nearby
+    cameras, so the person's tri-planes are not fitted to one view only) are aligned and measured like any photo.
+    """
+    from export3d_cli.face.alignment import alignment_transform, warp_to_crop
+
     warp = ExpressionWarp(photo, analysis.landmarks, analysis.camera)
-    crops = [analysis.crop if analysis.crop.shape[0] == resolution else None]
+    transform = alignment_transform(analysis.landmarks, analysis.camera, resolution)
+    crops = [warp_to_crop(photo, transform, resolution)]
+    expressions, controls = [analysis.expression], [np.zeros(len(CONTROL_NAMES))]
+    cameras, views = [analysis.camera], [(0.0, 0.0)]
+    dropped = 0
     own = landmarker or FaceLandmarker("image")
     try:
-        if crops[0] is None:
-            crops[0] = analyze_observation(photo, own.detect(photo)[0], resolution, 1).crop
-        expressions, cameras, controls = [analysis.expression], [analysis.camera], [np.zeros(len(CONTROL_NAMES))]
-        dropped = 0
         x0, y0, x1, y1 = _detection_region(analysis.landmarks, photo.shape)
-        for values in expression_schedule(count, seed):
+        for values, yaw, pitch in expression_schedule(count, seed):
+            warped = warp(values, yaw, pitch)
             # Only the face's surroundings: faster, and other faces in the photo cannot be picked instead.
-            region = np.ascontiguousarray(warp(values)[y0:y1, x0:x1])
+            region = np.ascontiguousarray(warped[y0:y1, x0:x1])
             faces = own.detect(region)
             if not faces:
                 dropped += 1
                 continue
-            measured = analyze_observation(region, faces[0], resolution, len(faces))
-            crops.append(measured.crop)
-            expressions.append(measured.expression)
-            cameras.append(measured.camera)
+            if yaw == 0.0 and pitch == 0.0:
+                crops.append(warp_to_crop(warped, transform, resolution))
+                cameras.append(analysis.camera)
+            else:  # the head turned: aligned and measured like any photo
+                turned = analyze_observation(region, faces[0], resolution, len(faces))
+                crops.append(turned.crop)
+                cameras.append(turned.camera)
+            expressions.append(faces[0].blendshapes)
             controls.append(values)
+            views.append((yaw, pitch))
     finally:
         if landmarker is None:
             own.close()
@@ -126,6 +150,7 @@ def build_personal_set(
         crops=np.stack(crops),
         expression=expression,
         camera=np.stack(cameras).astype(np.float32),
+        turns=np.array(views, dtype=np.float32),
         controls=np.stack(controls).astype(np.float32),
         dropped=dropped,
         signal_range={

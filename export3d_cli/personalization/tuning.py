@@ -12,7 +12,6 @@ result.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,38 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from export3d_cli.errors import UsageError
 from export3d_cli.metrics.image_quality import ssim
 from export3d_cli.models.export3d import Export3D
 from export3d_cli.personalization.personal_set import PersonalSet
+from export3d_cli.personalization.tuning_config import TuningConfig
 
 BASE_TUNED_MODULES = ("renderer", "superres")  # fine-tuned; G too with ``tune_generator``
 StepCallback = Callable[[int, int, float], None]  # (step, steps, loss)
-
-
-@dataclass(frozen=True)
-class TuningConfig:
-    steps: int = 300
-    batch: int = 4
-    lr: float = 3e-4  # decoder, SR (and G)
-    triplane_lr: float = 1e-2  # the personal tri-planes, fitted directly like an optimised tri-plane
-    ssim_weight: float = 0.5
-    direction_decay: float = 1e-3  # L2 on the expression directions: what the set does not constrain stays zero
-    seed: int = 0
-    set_size: int = 48  # warped expressions in the personal set (plus the photo)
-    tune_generator: bool = False
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise UsageError(f"--steps must be at least 1, got {self.steps}")
-        if self.batch < 1:
-            raise UsageError(f"--batch must be at least 1, got {self.batch}")
-        for name in ("lr", "triplane_lr"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise UsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
-        if self.set_size < 0:
-            raise UsageError(f"--set-size must be 0 or more, got {self.set_size}")
 
 
 @dataclass
@@ -110,7 +84,10 @@ def tune(
     for parameter in [*tuned, *personal.parameters()]:
         parameter.requires_grad_(True)
     optimizer = torch.optim.Adam(
-        [{"params": tuned, "lr": config.lr}, {"params": list(personal.parameters()), "lr": config.triplane_lr}]
+        [
+            {"params": tuned, "lr": config.lr},
+            {"params": list(personal.parameters()), "lr": config.triplane_lr},
+        ]
     )
     result = TuningResult()
     start = time.perf_counter()
