@@ -14,6 +14,7 @@ from export3d_cli.cli.options import (
     DeviceOption,
     FaceIndexOption,
     JsonOption,
+    PersonalizedOption,
     PrecisionOption,
     QuietOption,
     SmoothingOption,
@@ -53,13 +54,7 @@ def animate(
     continue_on_error: Annotated[
         bool, typer.Option("--continue-on-error", help="With several sources, go on after a failed one.")
     ] = False,
-    personalized: Annotated[
-        Path | None,
-        typer.Option(
-            "--personalized",
-            help="Use the result of `export3d personalize`: a .safetensors file (one source) or its output folder.",
-        ),
-    ] = None,
+    personalized: PersonalizedOption = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -118,16 +113,8 @@ def animate(
     options = AnimateOptions(pose, expression, paste_back, side_by_side, audio=not no_audio)
     with progress("Loading the model", quiet=quiet):
         animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
-    personal_files = {}
-    if personalized is not None:
-        from export3d_cli.models.weights_io import default_weights, resolve_weights
-        from export3d_cli.personalization.personalized_file import personalized_file_for, weights_sha256
-
-        if len(sources) > 1 and not personalized.is_dir():
-            raise UsageError(f"{personalized}: with several sources --personalized must be the personalize folder")
-        personal_files = {source: personalized_file_for(personalized, source) for source in sources}
-        base_model = animator.model
-        base_sha256 = weights_sha256(resolve_weights(weights or default_weights()))
+    if personalized is not None and len(sources) > 1 and not personalized.is_dir():
+        raise UsageError(f"{personalized}: with several sources --personalized must be the personalize folder")
 
     results, failures, errors = [], [], []
     with progress("Analysing the driver", quiet=quiet) as bar:
@@ -143,12 +130,8 @@ def animate(
                 label = f"[{number}/{len(sources)}] {source.name}"
                 bar.stage(f"{label}: finding the face")
                 try:
-                    if personal_files:
-                        from export3d_cli.personalization.personalized_file import load_personalized_model
-
-                        animator.model = load_personalized_model(
-                            base_model, base_sha256, personal_files[source], source
-                        ).to(animator.device)
+                    if personalized is not None:
+                        animator.personalize(personalized, source)
                     image = load_image(source)
                     analysis = analyze_image(
                         image,

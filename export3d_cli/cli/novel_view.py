@@ -19,6 +19,7 @@ from export3d_cli.cli.options import (
     DeviceOption,
     FaceIndexOption,
     JsonOption,
+    PersonalizedOption,
     PrecisionOption,
     QuietOption,
     WeightsOption,
@@ -56,6 +57,7 @@ def novel_view(
     ),
     fps: Annotated[float, typer.Option("--fps", min=1.0, max=120.0, help="Frame rate of an orbit video.")] = 25.0,
     weights: WeightsOption = None,
+    personalized: PersonalizedOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     batch_size: BatchSizeOption = 8,
@@ -83,6 +85,8 @@ def novel_view(
     prepare_output_file(output, inputs=[source] + ([expression_from] if expression_from else []))
     count = frames if sweep else 1
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
+    if personalized is not None:
+        animator.personalize(personalized, source)
     analysis = analyze_image(source, face_index=face_index)
     if expression_from is None:
         betas = np.repeat(analysis.expression[None], count, axis=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,3 +28,10 @@ WeightsOption = Annotated[
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32, or bf16 / fp16 on a GPU.")]
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", min=1, help="Frames rendered at once.")]
+PersonalizedOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--personalized",
+        help="Use the result of `export3d personalize` for the photo: its .safetensors file or the output folder.",
+    ),
+]

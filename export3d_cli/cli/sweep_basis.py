@@ -29,6 +29,7 @@ from export3d_cli.cli.options import (
     DeviceOption,
     FaceIndexOption,
     JsonOption,
+    PersonalizedOption,
     PrecisionOption,
     QuietOption,
     WeightsOption,
@@ -51,6 +52,7 @@ def sweep_basis(
         bool, typer.Option("--measure", help="Re-measure the blendshapes on every tile; report what moves.")
     ] = False,
     weights: WeightsOption = None,
+    personalized: PersonalizedOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     batch_size: BatchSizeOption = 8,
@@ -74,6 +76,8 @@ def sweep_basis(
     if output.suffix.lower() not in (*IMAGE_OUTPUTS, *VIDEO_OUTPUTS):
         raise UsageError(f"{output}: write .png, .jpg, .webp, .bmp or .mp4")
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
+    if personalized is not None:
+        animator.personalize(personalized, source)
     encoder = animator.model.expression_encoder
     if not isinstance(encoder, CLeBS):
         raise UsageError("sweep-basis needs weights with a CLeBS expression encoder (these use the direct ablation)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,6 +52,9 @@ class Animator:
         self.model = model.to(self.device).eval()
         self.dtype = PRECISIONS[precision]
         self.batch_size = batch_size
+        self.weights_directory: Path | None = None  # known when loaded by ``from_weights``
+        self._base: Export3D | None = None  # the model before ``personalize``
+        self._base_sha256 = ""
 
     @property
     def resolution(self) -> int:
@@ -58,9 +62,28 @@ class Animator:
 
     @classmethod
     def from_weights(cls, weights: str | None, **kwargs: object) -> Animator:
-        from export3d_cli.models.weights_io import load_default_model, load_model
+        from export3d_cli.models.weights_io import default_weights, load_default_model, load_model, resolve_weights
 
-        return cls(load_model(weights) if weights else load_default_model(), **kwargs)  # type: ignore[arg-type]
+        animator = cls(load_model(weights) if weights else load_default_model(), **kwargs)  # type: ignore[arg-type]
+        animator.weights_directory = resolve_weights(weights or default_weights())
+        return animator
+
+    def personalize(self, personalized: Path, photo: Path) -> None:
+        """Render ``photo`` with its personalised model (``export3d personalize``): ``personalized`` is the file or
+        the folder ``personalize -o`` wrote. The base model is kept, so the next photo starts from it again."""
+        from export3d_cli.personalization.personalized_file import (
+            load_personalized_model,
+            personalized_file_for,
+            weights_sha256,
+        )
+
+        if self._base is None:
+            if self.weights_directory is None:
+                raise UsageError("--personalized needs weights loaded from a folder")
+            self._base = self.model
+            self._base_sha256 = weights_sha256(self.weights_directory)
+        path = personalized_file_for(Path(personalized), Path(photo))
+        self.model = load_personalized_model(self._base, self._base_sha256, path, Path(photo)).to(self.device).eval()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == torch.float32:

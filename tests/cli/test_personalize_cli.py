@@ -1,0 +1,195 @@
+"""``export3d personalize`` and ``animate --personalized``: outputs, refusals (exit 2, one line), reuse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_support import assert_one_clean_error, invoke
+from model_support import sensitive_tiny_model
+from PIL import Image
+
+REAL_FACES = Path(__file__).parents[1] / "data" / "real_faces"
+PHOTO = REAL_FACES / "obama_2010_blue_room.jpg"
+OTHER = REAL_FACES / "biden_2010_blue_room.jpg"
+DRIVER = Path(__file__).parents[2] / "examples" / "driving.mp4"
+QUICK = ("--steps", "3", "--set-size", "4", "-q")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("weights-tiny")
+    sensitive_tiny_model().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def other_weights(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("weights-other")
+    sensitive_tiny_model(seed=1).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def personalized(weights, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("personal")
+    result = invoke("personalize", PHOTO, OTHER, "-o", folder, "--weights", weights, "--json", *QUICK)
+    return result, folder
+
+
+def test_personalize_writes_one_file_pair_per_photo(personalized):
+    result, folder = personalized
+    assert result.code == 0, result.err
+    summaries = json.loads(result.out)
+    assert [Path(s["output"]).name for s in summaries] == [
+        "obama_2010_blue_room.safetensors",
+        "biden_2010_blue_room.safetensors",
+    ]
+    for summary in summaries:
+        metadata = json.loads(Path(summary["output"]).with_suffix(".json").read_text())
+        assert metadata["format"] == "export3d-personalized/1"
+        assert metadata["steps"] == 3 and metadata["personal_set"]["images"] >= 4
+        assert len(metadata["photo_sha256"]) == 64 and len(metadata["base_weights_sha256"]) == 64
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [
+            "obama_2010_blue_room.safetensors",
+            "obama_2010_blue_room.json",
+            "biden_2010_blue_room.safetensors",
+            "biden_2010_blue_room.json",
+        ]
+    )
+
+
+def test_personalize_is_deterministic(personalized, weights, tmp_path):
+    _, folder = personalized
+    again = invoke("personalize", PHOTO, "-o", tmp_path, "--weights", weights, *QUICK)
+    assert again.code == 0, again.err
+    name = "obama_2010_blue_room.safetensors"
+    assert (tmp_path / name).read_bytes() == (folder / name).read_bytes()
+
+
+def test_animate_with_the_personalized_folder_differs_from_the_base(personalized, weights, tmp_path):
+    _, folder = personalized
+    base = tmp_path / "base.mp4"
+    personal = tmp_path / "personal.mp4"
+    common = ("--weights", weights, "--max-frames", "3", "-q")
+    assert invoke("animate", PHOTO, DRIVER, "-o", base, *common).code == 0
+    result = invoke("animate", PHOTO, DRIVER, "-o", personal, "--personalized", folder, *common)
+    assert result.code == 0, result.err
+    assert personal.read_bytes() != base.read_bytes()
+
+
+def test_a_file_made_for_other_weights_is_refused(personalized, other_weights, tmp_path):
+    _, folder = personalized
+    result = invoke(
+        "animate",
+        PHOTO,
+        DRIVER,
+        "-o",
+        tmp_path / "x.mp4",
+        "--personalized",
+        folder,
+        "--weights",
+        other_weights,
+        "--max-frames",
+        "2",
+        "-q",
+    )
+    assert_one_clean_error(result, names="made for other base weights")
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_file_made_for_another_photo_is_refused(personalized, weights, tmp_path):
+    _, folder = personalized
+    result = invoke(
+        "animate",
+        PHOTO,
+        DRIVER,
+        "-o",
+        tmp_path / "x.mp4",
+        "--personalized",
+        folder / "biden_2010_blue_room.safetensors",
+        "--weights",
+        weights,
+        "--max-frames",
+        "2",
+        "-q",
+    )
+    assert_one_clean_error(result, names="made for another photo")
+
+
+def test_the_same_photo_under_another_name_is_accepted(personalized, weights, tmp_path):
+    _, folder = personalized
+    renamed = tmp_path / "someone.jpg"
+    renamed.write_bytes(PHOTO.read_bytes())
+    result = invoke(
+        "animate",
+        renamed,
+        DRIVER,
+        "-o",
+        tmp_path / "x.mp4",
+        "--personalized",
+        folder / "obama_2010_blue_room.safetensors",
+        "--weights",
+        weights,
+        "--max-frames",
+        "2",
+        "-q",
+    )
+    assert result.code == 0, result.err
+
+
+def test_a_photo_without_a_face_is_refused_before_any_tuning(weights, tmp_path):
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(grey)
+    result = invoke("personalize", PHOTO, grey, "-o", tmp_path / "out", "--weights", weights, *QUICK)
+    assert_one_clean_error(result, names="grey.png: no face found")
+    assert not list((tmp_path / "out").glob("*.safetensors"))
+
+
+def test_two_photos_with_one_name_are_refused(weights, tmp_path):
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    copy = twin / PHOTO.name
+    copy.write_bytes(OTHER.read_bytes())
+    result = invoke("personalize", PHOTO, copy, "-o", tmp_path / "out", "--weights", weights, *QUICK)
+    assert_one_clean_error(result, names="their results would collide")
+
+
+def test_output_that_is_a_file_is_refused(weights, tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    result = invoke("personalize", PHOTO, "-o", target, "--weights", weights, *QUICK)
+    assert_one_clean_error(result, names="-o must be a folder")
+    assert target.read_text() == "x"
+
+
+def test_a_missing_personalized_file_is_refused(weights, tmp_path):
+    result = invoke(
+        "animate",
+        PHOTO,
+        DRIVER,
+        "-o",
+        tmp_path / "x.mp4",
+        "--personalized",
+        tmp_path / "none.safetensors",
+        "--weights",
+        weights,
+        "--max-frames",
+        "2",
+        "-q",
+    )
+    assert_one_clean_error(result, names="no such personalised file")
+
+
+@pytest.mark.parametrize("command", ["novel-view", "sweep-basis"])
+def test_novel_view_and_sweep_basis_take_the_personalized_file(command, personalized, weights, tmp_path):
+    _, folder = personalized
+    base, personal = tmp_path / "base.png", tmp_path / "personal.png"
+    extra = ("--index", "0") if command == "sweep-basis" else ()
+    assert invoke(command, PHOTO, "-o", base, "--weights", weights, "-q", *extra).code == 0
+    result = invoke(command, PHOTO, "-o", personal, "--weights", weights, "--personalized", folder, "-q", *extra)
+    assert result.code == 0, result.err
+    assert np.abs(np.asarray(Image.open(personal), float) - np.asarray(Image.open(base), float)).mean() > 1.0
