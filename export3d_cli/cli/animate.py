@@ -14,6 +14,7 @@ from export3d_cli.cli.options import (
     DeviceOption,
     FaceIndexOption,
     JsonOption,
+    NoPersonalizeOption,
     PersonalizedOption,
     PrecisionOption,
     QuietOption,
@@ -55,6 +56,7 @@ def animate(
         bool, typer.Option("--continue-on-error", help="With several sources, go on after a failed one.")
     ] = False,
     personalized: PersonalizedOption = None,
+    no_personalize: NoPersonalizeOption = False,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -113,6 +115,8 @@ def animate(
     options = AnimateOptions(pose, expression, paste_back, side_by_side, audio=not no_audio)
     with progress("Loading the model", quiet=quiet):
         animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
+    if personalized is not None and no_personalize:
+        raise UsageError("--personalized and --no-personalize contradict each other; give one")
     if personalized is not None and len(sources) > 1 and not personalized.is_dir():
         raise UsageError(f"{personalized}: with several sources --personalized must be the personalize folder")
 
@@ -130,8 +134,14 @@ def animate(
                 label = f"[{number}/{len(sources)}] {source.name}"
                 bar.stage(f"{label}: finding the face")
                 try:
-                    if personalized is not None:
-                        animator.personalize(personalized, source)
+                    animator.prepare_photo(
+                        source,
+                        personalized=personalized,
+                        personalize=not no_personalize,
+                        face_index=face_index,
+                        on_start=lambda _, total, __, label=label: bar.stage(f"{label}: personalising", total),
+                        on_step=lambda step, total, _: bar.update(step, total),
+                    )
                     image = load_image(source)
                     analysis = analyze_image(
                         image,

@@ -19,6 +19,7 @@ from export3d_cli.cli.options import (
     DeviceOption,
     FaceIndexOption,
     JsonOption,
+    NoPersonalizeOption,
     PersonalizedOption,
     PrecisionOption,
     QuietOption,
@@ -58,6 +59,7 @@ def novel_view(
     fps: Annotated[float, typer.Option("--fps", min=1.0, max=120.0, help="Frame rate of an orbit video.")] = 25.0,
     weights: WeightsOption = None,
     personalized: PersonalizedOption = None,
+    no_personalize: NoPersonalizeOption = False,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     batch_size: BatchSizeOption = 8,
@@ -85,8 +87,16 @@ def novel_view(
     prepare_output_file(output, inputs=[source] + ([expression_from] if expression_from else []))
     count = frames if sweep else 1
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
-    if personalized is not None:
-        animator.personalize(personalized, source)
+    if personalized is not None and no_personalize:
+        raise UsageError("--personalized and --no-personalize contradict each other; give one")
+    with progress("Personalising the model to the photo (once per photo)", quiet=quiet, unit="steps") as bar:
+        animator.prepare_photo(
+            source,
+            personalized=personalized,
+            personalize=not no_personalize,
+            face_index=face_index,
+            on_step=lambda step, total, _: bar.update(step, total),
+        )
     analysis = analyze_image(source, face_index=face_index)
     if expression_from is None:
         betas = np.repeat(analysis.expression[None], count, axis=0)

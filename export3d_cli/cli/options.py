@@ -35,3 +35,10 @@ PersonalizedOption = Annotated[
         help="Use the result of `export3d personalize` for the photo: its .safetensors file or the output folder.",
     ),
 ]
+NoPersonalizeOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-personalize",
+        help="Use the base model as it is, even where its config asks to personalise each photo first.",
+    ),
+]

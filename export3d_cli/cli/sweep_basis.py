@@ -29,6 +29,7 @@ from export3d_cli.cli.options import (
     DeviceOption,
     FaceIndexOption,
     JsonOption,
+    NoPersonalizeOption,
     PersonalizedOption,
     PrecisionOption,
     QuietOption,
@@ -53,6 +54,7 @@ def sweep_basis(
     ] = False,
     weights: WeightsOption = None,
     personalized: PersonalizedOption = None,
+    no_personalize: NoPersonalizeOption = False,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     batch_size: BatchSizeOption = 8,
@@ -76,8 +78,16 @@ def sweep_basis(
     if output.suffix.lower() not in (*IMAGE_OUTPUTS, *VIDEO_OUTPUTS):
         raise UsageError(f"{output}: write .png, .jpg, .webp, .bmp or .mp4")
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
-    if personalized is not None:
-        animator.personalize(personalized, source)
+    if personalized is not None and no_personalize:
+        raise UsageError("--personalized and --no-personalize contradict each other; give one")
+    with progress("Personalising the model to the photo (once per photo)", quiet=quiet, unit="steps") as bar:
+        animator.prepare_photo(
+            source,
+            personalized=personalized,
+            personalize=not no_personalize,
+            face_index=face_index,
+            on_step=lambda step, total, _: bar.update(step, total),
+        )
     encoder = animator.model.expression_encoder
     if not isinstance(encoder, CLeBS):
         raise UsageError("sweep-basis needs weights with a CLeBS expression encoder (these use the direct ablation)")

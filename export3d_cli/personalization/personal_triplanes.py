@@ -68,7 +68,7 @@ def attach(model: Export3D, photo_embedding: Tensor, set_embeddings: Tensor) -> 
         u = (coordinates - anchor) / spread.clamp_min(SPREAD_FLOOR)
         reach = torch.stack([u.min(dim=0).values, u.max(dim=0).values])
     plane_shape = tuple(model.generator.triplane_ema.shape[1:])
-    personal = PersonalTriplanes(basis, anchor[0], spread, reach, plane_shape)
+    personal = PersonalTriplanes(basis, anchor[0], spread, reach, plane_shape).to(basis.device)
     model.personal = personal
     return personal
 
@@ -107,4 +107,4 @@ def attach_stored(model: Export3D, tensors: dict[str, Tensor], name: str) -> Per
         personal.identity.copy_(tensors["identity"].float())
         personal.directions.copy_(tensors["directions"].float())
     personal.requires_grad_(False)
-    return personal
+    return personal.to(basis.device)

@@ -41,12 +41,19 @@ def file_sha256(path: str | Path) -> str:
 
 
 def weights_sha256(directory: str | Path) -> str:
-    """The base model's identity: SHA-256 over its config.json and model.safetensors."""
+    """The base model's identity: SHA-256 over its model.safetensors and its model config (the ``config`` object
+    of config.json, canonically serialised), so that other keys of config.json — such as the personalisation
+    policy — can change without orphaning every personalised file."""
     from export3d_cli.models.weights_io import CONFIG_FILE, WEIGHTS_FILE
 
+    directory = Path(directory)
+    try:
+        config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError):
+        config = None
     digest = hashlib.sha256()
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        digest.update(bytes.fromhex(file_sha256(Path(directory) / name)))
+    digest.update(bytes.fromhex(file_sha256(directory / WEIGHTS_FILE)))
+    digest.update(json.dumps(config, sort_keys=True, separators=(",", ":")).encode())
     return digest.hexdigest()
 
 

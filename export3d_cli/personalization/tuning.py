@@ -68,9 +68,10 @@ def tune(
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    images = crops_to_tensor(personal_set.crops)  # [N, 3, R, R]
-    expression = torch.from_numpy(personal_set.expression).float()
-    camera = torch.from_numpy(personal_set.camera).float()
+    device = next(model.parameters()).device
+    images = crops_to_tensor(personal_set.crops).to(device)  # [N, 3, R, R]
+    expression = torch.from_numpy(personal_set.expression).float().to(device)
+    camera = torch.from_numpy(personal_set.camera).float().to(device)
     source = images[:1]
     model.eval()
     for parameter in model.parameters():
@@ -97,7 +98,7 @@ def tune(
             picks = [0]
             if len(others):
                 picks += list(rng.choice(others, size=config.batch - 1, replace=len(others) < config.batch - 1))
-            index = torch.tensor(picks)
+            index = torch.tensor(picks, device=device)
             if cached is None:
                 output = model.render_embedding(model.encode_source(source), embeddings[index], camera[index])
             else:

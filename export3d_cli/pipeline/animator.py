@@ -9,7 +9,7 @@ bf16/fp16 run under autocast; the CPU path is float32.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,42 @@ class Animator:
         animator = cls(load_model(weights) if weights else load_default_model(), **kwargs)  # type: ignore[arg-type]
         animator.weights_directory = resolve_weights(weights or default_weights())
         return animator
+
+    def prepare_photo(
+        self,
+        photo: Path,
+        *,
+        personalized: Path | None = None,
+        personalize: bool = True,
+        face_index: int = 0,
+        on_start: Callable[[int, int, float], None] | None = None,
+        on_step: Callable[[int, int, float], None] | None = None,
+    ) -> None:
+        """Choose the model for ``photo``: its ``personalized`` file if given; else, when the weights' config asks
+        for personalisation and ``personalize`` is on, the cached personalisation (made now if missing: ``on_start``
+        then ``on_step`` per tuning step); else the base model."""
+        from export3d_cli.personalization.cache import cached_personalization, personalization_policy
+
+        if personalized is not None:
+            self.personalize(personalized, photo)
+            return
+        if self._base is not None:
+            self.model = self._base
+        if not personalize or self.weights_directory is None:
+            return
+        policy = personalization_policy(self.weights_directory)
+        if not policy.needed:
+            return
+        path = cached_personalization(
+            self.model,
+            self.weights_directory,
+            Path(photo),
+            steps=policy.steps,
+            face_index=face_index,
+            on_start=on_start,
+            on_step=on_step,
+        )
+        self.personalize(path, photo)
 
     def personalize(self, personalized: Path, photo: Path) -> None:
         """Render ``photo`` with its personalised model (``export3d personalize``): ``personalized`` is the file or
