@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -193,3 +194,69 @@ def test_novel_view_and_sweep_basis_take_the_personalized_file(command, personal
     result = invoke(command, PHOTO, "-o", personal, "--weights", weights, "--personalized", folder, "-q", *extra)
     assert result.code == 0, result.err
     assert np.abs(np.asarray(Image.open(personal), float) - np.asarray(Image.open(base), float)).mean() > 1.0
+
+
+# ------------------------------------------------------------------------ personalising by default, cached
+
+
+@pytest.fixture(scope="module")
+def needy_weights(tmp_path_factory) -> Path:
+    """Tiny weights whose config.json asks for personalisation (3 steps, to keep the tests short)."""
+    folder = tmp_path_factory.mktemp("weights-needy")
+    sensitive_tiny_model().save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["personalization"] = {"needed": True, "steps": 3}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def cached_files(cache: Path) -> list[Path]:
+    return sorted(cache.glob("personalized/*/*.safetensors"))
+
+
+def test_default_run_personalises_once_per_photo_content_and_weights(needy_weights, weights, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EXPORT3D_CACHE", str(cache))
+    common = ("--max-frames", "2", "-q")
+    first = invoke("animate", PHOTO, DRIVER, "-o", tmp_path / "a.mp4", "--weights", needy_weights, *common)
+    assert first.code == 0, first.err
+    (made,) = cached_files(cache)
+    assert made.name == f"{hashlib.sha256(PHOTO.read_bytes()).hexdigest()}.safetensors"
+    stamp = made.stat().st_mtime_ns
+    renamed = tmp_path / "renamed.jpg"
+    renamed.write_bytes(PHOTO.read_bytes())
+    again = invoke("animate", renamed, DRIVER, "-o", tmp_path / "b.mp4", "--weights", needy_weights, *common)
+    assert again.code == 0, again.err
+    assert cached_files(cache) == [made] and made.stat().st_mtime_ns == stamp  # reused, not redone
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    # Weights that do not ask for it are used as they are, and add nothing to the cache.
+    plain = invoke("animate", PHOTO, DRIVER, "-o", tmp_path / "c.mp4", "--weights", weights, *common)
+    assert plain.code == 0 and cached_files(cache) == [made]
+
+
+def test_no_personalize_uses_the_base_model(needy_weights, weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPORT3D_CACHE", str(tmp_path / "cache"))
+    common = ("--max-frames", "2", "-q")
+    skipped = invoke(
+        "animate", PHOTO, DRIVER, "-o", tmp_path / "a.mp4", "--weights", needy_weights, "--no-personalize", *common
+    )
+    assert skipped.code == 0, skipped.err
+    assert not cached_files(tmp_path / "cache")
+    base = invoke("animate", PHOTO, DRIVER, "-o", tmp_path / "b.mp4", "--weights", weights, *common)
+    assert base.code == 0
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()  # same tensors, same model
+
+
+def test_personalized_and_no_personalize_together_are_refused(needy_weights, tmp_path):
+    result = invoke(
+        "novel-view",
+        PHOTO,
+        "-o",
+        tmp_path / "x.png",
+        "--weights",
+        needy_weights,
+        "--no-personalize",
+        "--personalized",
+        tmp_path,
+    )
+    assert_one_clean_error(result, names="contradict each other")
