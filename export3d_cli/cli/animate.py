@@ -21,6 +21,7 @@ from export3d_cli.cli.options import (
     SmoothingOption,
     WeightsOption,
 )
+from export3d_cli.cli.personalizing import check_personalization_options
 from export3d_cli.cli.progress import progress, warn
 
 
@@ -39,11 +40,21 @@ def animate(
     precision: PrecisionOption = "fp32",
     batch_size: BatchSizeOption = 8,
     pose: Annotated[
-        str, typer.Option("--pose", help="driving (follow the driver's head), source, or frontal.")
-    ] = "driving",
+        str,
+        typer.Option(
+            "--pose",
+            help="driving (follow the driver's head), relative (the photo's head turned as the driver's turns), "
+            "source, frontal, or auto: relative for a personalised model, else driving.",
+        ),
+    ] = "auto",
     expression: Annotated[
-        str, typer.Option("--expression", help="absolute (driver's β) or relative (source β + driver's change).")
-    ] = "absolute",
+        str,
+        typer.Option(
+            "--expression",
+            help="absolute (driver's β), relative (source β + driver's change), or auto: relative for a "
+            "personalised model, else absolute.",
+        ),
+    ] = "auto",
     paste_back: Annotated[
         bool, typer.Option("--paste-back", help="Composite the face back into the full source photo.")
     ] = False,
@@ -68,14 +79,14 @@ def animate(
     from export3d_cli.media.image_io import check_image, load_image
     from export3d_cli.pipeline.animate_job import ANALYSIS_RESOLUTION, AnimateOptions, animate_source, output_name
     from export3d_cli.pipeline.animator import Animator
-    from export3d_cli.pipeline.driving import EXPRESSION_MODES, POSE_MODES, load_driving
+    from export3d_cli.pipeline.driving import AUTO, EXPRESSION_MODES, POSE_MODES, load_driving
 
     if len(paths) < 2:
         raise UsageError("give at least one SOURCE photo and then the DRIVING video or motion file")
-    if pose not in POSE_MODES:
-        raise UsageError(f"--pose must be one of {', '.join(POSE_MODES)}, got {pose!r}")
-    if expression not in EXPRESSION_MODES:
-        raise UsageError(f"--expression must be one of {', '.join(EXPRESSION_MODES)}, got {expression!r}")
+    if pose not in (*POSE_MODES, AUTO):
+        raise UsageError(f"--pose must be one of {', '.join((*POSE_MODES, AUTO))}, got {pose!r}")
+    if expression not in (*EXPRESSION_MODES, AUTO):
+        raise UsageError(f"--expression must be one of {', '.join((*EXPRESSION_MODES, AUTO))}, got {expression!r}")
     *sources, driving_path = paths
     for source in sources:
         if not source.exists():
@@ -115,8 +126,7 @@ def animate(
     options = AnimateOptions(pose, expression, paste_back, side_by_side, audio=not no_audio)
     with progress("Loading the model", quiet=quiet):
         animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
-    if personalized is not None and no_personalize:
-        raise UsageError("--personalized and --no-personalize contradict each other; give one")
+    check_personalization_options(personalized, no_personalize)
     if personalized is not None and len(sources) > 1 and not personalized.is_dir():
         raise UsageError(f"{personalized}: with several sources --personalized must be the personalize folder")
 

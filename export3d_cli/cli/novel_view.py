@@ -25,6 +25,7 @@ from export3d_cli.cli.options import (
     QuietOption,
     WeightsOption,
 )
+from export3d_cli.cli.personalizing import choose_model_for_photo
 from export3d_cli.cli.progress import progress
 
 
@@ -87,16 +88,6 @@ def novel_view(
     prepare_output_file(output, inputs=[source] + ([expression_from] if expression_from else []))
     count = frames if sweep else 1
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
-    if personalized is not None and no_personalize:
-        raise UsageError("--personalized and --no-personalize contradict each other; give one")
-    with progress("Personalising the model to the photo (once per photo)", quiet=quiet, unit="steps") as bar:
-        animator.prepare_photo(
-            source,
-            personalized=personalized,
-            personalize=not no_personalize,
-            face_index=face_index,
-            on_step=lambda step, total, _: bar.update(step, total),
-        )
     analysis = analyze_image(source, face_index=face_index)
     if expression_from is None:
         betas = np.repeat(analysis.expression[None], count, axis=0)
@@ -107,6 +98,8 @@ def novel_view(
         betas = np.repeat(analyze_image(expression_from).expression[None], count, axis=0)
     angles = np.stack([np.linspace(*yaws, count), np.linspace(*pitches, count)], axis=1)
     cameras = np.stack([look_at_pose(float(y), float(p)).label() for y, p in angles])
+    # After every input is read: a bad --expression-from must not wait for minutes of personalisation.
+    choose_model_for_photo(animator, source, personalized, no_personalize, face_index=face_index, quiet=quiet)
     encoded = animator.encode(analysis.crop, analysis.expression)
     with progress("Rendering views", quiet=quiet) as bar:
         frames_out = animator.render(encoded, betas, cameras)

@@ -35,6 +35,7 @@ from export3d_cli.cli.options import (
     QuietOption,
     WeightsOption,
 )
+from export3d_cli.cli.personalizing import check_personalization_options, choose_model_for_photo
 from export3d_cli.cli.progress import progress
 
 
@@ -78,16 +79,7 @@ def sweep_basis(
     if output.suffix.lower() not in (*IMAGE_OUTPUTS, *VIDEO_OUTPUTS):
         raise UsageError(f"{output}: write .png, .jpg, .webp, .bmp or .mp4")
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
-    if personalized is not None and no_personalize:
-        raise UsageError("--personalized and --no-personalize contradict each other; give one")
-    with progress("Personalising the model to the photo (once per photo)", quiet=quiet, unit="steps") as bar:
-        animator.prepare_photo(
-            source,
-            personalized=personalized,
-            personalize=not no_personalize,
-            face_index=face_index,
-            on_step=lambda step, total, _: bar.update(step, total),
-        )
+    check_personalization_options(personalized, no_personalize)
     encoder = animator.model.expression_encoder
     if not isinstance(encoder, CLeBS):
         raise UsageError("sweep-basis needs weights with a CLeBS expression encoder (these use the direct ablation)")
@@ -101,6 +93,7 @@ def sweep_basis(
         low, high = float(span_low[index]), float(span_high[index])
     prepare_output_file(output, inputs=[source])
     analysis = analyze_image(source, face_index=face_index)
+    choose_model_for_photo(animator, source, personalized, no_personalize, face_index=face_index, quiet=quiet)
     encoded = animator.encode(analysis.crop, analysis.expression)
     with torch.no_grad():
         beta = torch.from_numpy(analysis.expression[None]).to(animator.device)

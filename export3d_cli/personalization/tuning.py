@@ -1,10 +1,15 @@
 """Adapt a model to one photo: a short fine-tune on the photo and its personal set (DESIGN §10).
 
 Every pair has the photo as its source and one image of the personal set (the photo itself, or the photo warped
-to an expression) as its target, driven by that image's measured β and camera — what ``animate`` does with a
-driver, on targets whose appearance is known. G, the renderer's decoder and SR are tuned; CLeBS is frozen (β′ must
-keep meaning what it meant for the base model) and so are the buffers (T_EMA, the expression statistics), so the
-model is run in eval mode throughout. The photo is in every batch: it is the only target that is not a warp.
+to an expression or turned to a nearby camera) as its target, driven by that image's measured β and camera —
+what ``animate`` does with a driver, on targets whose appearance is known. What is fitted: the person's own
+tri-planes (``personal_triplanes``, at a tri-plane's learning rate), the renderer's decoder and SR (fine-tuned);
+G only with ``tune_generator``. Frozen, its tri-planes for the whole set are computed once. Tuning G instead of
+fitting personal tri-planes was measured first (skimage's astronaut, 200 steps): 23.3 dB on the photo, but the
+output's smile was gone and jawOpen 0.8 moved nothing — G's output gains little detail in a few hundred steps
+(``docs/expression-control-diagnosis.md``). CLeBS is frozen (β′ must keep meaning what it meant for the base model)
+and so are the buffers (T_EMA, the expression statistics), so the model runs in eval mode throughout. The photo is
+in every batch: it is the only target that is not a warp.
 
 The identity judges of ``metrics`` (dlib's ResNet) are deliberately not used as a loss here: they measure the
 result.
@@ -37,7 +42,8 @@ class TuningResult:
 
 
 def tuned_base_parameters(model: Export3D) -> dict[str, torch.nn.Parameter]:
-    """The base model's parameters personalisation may change (G's only if it requires grad), by state-dict name."""
+    """The base model's parameters personalisation may change, by state-dict name (G's only with
+    ``tune_generator``; the file stores only those that did change)."""
     modules = (*BASE_TUNED_MODULES, "generator")
     return {name: p for name, p in model.named_parameters() if name.split(".", 1)[0] in modules}
 

@@ -17,7 +17,7 @@ from export3d_cli.errors import InputError
 from export3d_cli.face.analysis import FaceAnalysis
 from export3d_cli.pipeline.animator import Animator
 from export3d_cli.pipeline.compose import PasteBack, side_by_side
-from export3d_cli.pipeline.driving import Driving, drive
+from export3d_cli.pipeline.driving import Driving, drive, resolve_modes
 
 ANALYSIS_RESOLUTION = 256  # crop size used for the source's alignment (and paste-back)
 FrameCallback = Callable[[int, int], None]
@@ -26,8 +26,8 @@ StageCallback = Callable[[str, "int | None"], None]  # (what, total): a long sta
 
 @dataclass(frozen=True)
 class AnimateOptions:
-    pose: str = "driving"
-    expression: str = "absolute"
+    pose: str = "auto"  # see ``driving.resolve_modes``
+    expression: str = "auto"
     paste_back: bool = False
     side_by_side: bool = False
     audio: bool = True
@@ -80,7 +80,8 @@ def animate_source(
             f"{driving.path}: --side-by-side needs the driving video, but {driving.video_problem or 'it is gone'}"
         )
     encoded = animator.encode(analysis.crop, analysis.expression)
-    betas, cameras = drive(driving, analysis.expression, analysis.camera, options.pose, options.expression)
+    pose, expression = resolve_modes(options.pose, options.expression, animator.model.personal is not None)
+    betas, cameras = drive(driving, analysis.expression, analysis.camera, pose, expression)
     compose_paste = (
         PasteBack(source_image, analysis.transform, ANALYSIS_RESOLUTION, analysis.crop_landmarks)
         if options.paste_back

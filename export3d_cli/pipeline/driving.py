@@ -1,8 +1,11 @@
 """Driving signals for animation: per-frame β and camera p from a driving video or a motion file,
 with the pose and expression modes users choose.
 
-- pose ``driving``: the driver's head pose (camera) per frame; ``source``: the
-  source photo's own camera throughout; ``frontal``: EG3D's frontal look-at camera.
+- pose ``driving``: the driver's head pose (camera) per frame; ``relative``: the
+  source photo's head pose turned as the driver's head turns from its first frame
+  (a model fitted to one photo is only right near that photo's view: a personalised
+  one); ``source``: the source photo's own camera throughout; ``frontal``: EG3D's
+  frontal look-at camera.
 - expression ``absolute``: the driver's β; ``relative``: the source's β plus the
   driver's change since its first frame (clipped to [0, 1]) — the usual remedy
   when driver and source are different people, since absolute blendshapes carry
@@ -17,11 +20,23 @@ from pathlib import Path
 import numpy as np
 
 from export3d_cli.errors import UsageError
-from export3d_cli.face.head_pose import look_at_pose
+from export3d_cli.face.head_pose import HeadPose, look_at_pose
 from export3d_cli.face.motion_file import Motion, is_motion_file, load_motion
 
-POSE_MODES = ("driving", "source", "frontal")
+POSE_MODES = ("driving", "relative", "source", "frontal")
 EXPRESSION_MODES = ("absolute", "relative")
+AUTO = "auto"  # relative pose and expression for a personalised model, else driving pose and absolute expression
+
+
+def resolve_modes(pose: str, expression: str, personalized: bool) -> tuple[str, str]:
+    """``auto`` made concrete. A personalised model has learnt one person from one photo: it is right near that
+    photo's view and expression, so it follows the driver's changes (relative) rather than its absolute pose and
+    blendshapes — which also carry the driver's identity."""
+    if pose == AUTO:
+        pose = "relative" if personalized else "driving"
+    if expression == AUTO:
+        expression = "relative" if personalized else "absolute"
+    return pose, expression
 
 
 @dataclass(frozen=True)
@@ -98,11 +113,23 @@ def drive(
         betas = motion.expression
     if pose == "driving":
         cameras = motion.camera
+    elif pose == "relative":
+        cameras = relative_cameras(motion.camera, motion.valid, source_camera)
     elif pose == "source":
         cameras = np.repeat(np.asarray(source_camera, np.float32)[None], frames, axis=0)
     else:
         cameras = np.repeat(look_at_pose(0.0, 0.0).label()[None], frames, axis=0)
     return betas.astype(np.float32), cameras.astype(np.float32)
+
+
+def relative_cameras(cameras: np.ndarray, valid: np.ndarray, source_camera: np.ndarray) -> np.ndarray:
+    """Cameras [T, 25] that turn the source's head by the driver's rotation since its first valid frame:
+    R_t = (D_t D_0ᵀ) S, with D the driver's and S the source's head rotations (head frame → image axes)."""
+    rotations = [HeadPose.from_cam2world(np.asarray(c[:16], np.float64).reshape(4, 4)).rotation for c in cameras]
+    indices = np.flatnonzero(valid)
+    reference = rotations[indices[0] if len(indices) else 0]
+    source = HeadPose.from_cam2world(np.asarray(source_camera[:16], np.float64).reshape(4, 4)).rotation
+    return np.stack([HeadPose(rotation @ reference.T @ source).label() for rotation in rotations])
 
 
 def with_frames(driving: Driving, frames: int) -> Driving:

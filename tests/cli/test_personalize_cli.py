@@ -19,6 +19,11 @@ DRIVER = Path(__file__).parents[2] / "examples" / "driving.mp4"
 QUICK = ("--steps", "3", "--set-size", "4", "-q")
 
 
+def animate_briefly(photo: Path, output: Path, weights: Path, *options: object):
+    """Two frames of the example driver: enough to load, personalise and render."""
+    return invoke("animate", photo, DRIVER, "-o", output, "--weights", weights, "--max-frames", "2", "-q", *options)
+
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("weights-tiny")
@@ -84,39 +89,15 @@ def test_animate_with_the_personalized_folder_differs_from_the_base(personalized
 
 def test_a_file_made_for_other_weights_is_refused(personalized, other_weights, tmp_path):
     _, folder = personalized
-    result = invoke(
-        "animate",
-        PHOTO,
-        DRIVER,
-        "-o",
-        tmp_path / "x.mp4",
-        "--personalized",
-        folder,
-        "--weights",
-        other_weights,
-        "--max-frames",
-        "2",
-        "-q",
-    )
+    result = animate_briefly(PHOTO, tmp_path / "x.mp4", other_weights, "--personalized", folder)
     assert_one_clean_error(result, names="made for other base weights")
     assert not (tmp_path / "x.mp4").exists()
 
 
 def test_a_file_made_for_another_photo_is_refused(personalized, weights, tmp_path):
     _, folder = personalized
-    result = invoke(
-        "animate",
-        PHOTO,
-        DRIVER,
-        "-o",
-        tmp_path / "x.mp4",
-        "--personalized",
-        folder / "biden_2010_blue_room.safetensors",
-        "--weights",
-        weights,
-        "--max-frames",
-        "2",
-        "-q",
+    result = animate_briefly(
+        PHOTO, tmp_path / "x.mp4", weights, "--personalized", folder / "biden_2010_blue_room.safetensors"
     )
     assert_one_clean_error(result, names="made for another photo")
 
@@ -125,19 +106,8 @@ def test_the_same_photo_under_another_name_is_accepted(personalized, weights, tm
     _, folder = personalized
     renamed = tmp_path / "someone.jpg"
     renamed.write_bytes(PHOTO.read_bytes())
-    result = invoke(
-        "animate",
-        renamed,
-        DRIVER,
-        "-o",
-        tmp_path / "x.mp4",
-        "--personalized",
-        folder / "obama_2010_blue_room.safetensors",
-        "--weights",
-        weights,
-        "--max-frames",
-        "2",
-        "-q",
+    result = animate_briefly(
+        renamed, tmp_path / "x.mp4", weights, "--personalized", folder / "obama_2010_blue_room.safetensors"
     )
     assert result.code == 0, result.err
 
@@ -168,20 +138,7 @@ def test_output_that_is_a_file_is_refused(weights, tmp_path):
 
 
 def test_a_missing_personalized_file_is_refused(weights, tmp_path):
-    result = invoke(
-        "animate",
-        PHOTO,
-        DRIVER,
-        "-o",
-        tmp_path / "x.mp4",
-        "--personalized",
-        tmp_path / "none.safetensors",
-        "--weights",
-        weights,
-        "--max-frames",
-        "2",
-        "-q",
-    )
+    result = animate_briefly(PHOTO, tmp_path / "x.mp4", weights, "--personalized", tmp_path / "none.safetensors")
     assert_one_clean_error(result, names="no such personalised file")
 
 
