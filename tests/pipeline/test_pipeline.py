@@ -9,12 +9,19 @@ import pytest
 import torch
 
 from export3d_cli.errors import InputError, UsageError
-from export3d_cli.face.head_pose import NOSE_TIP, look_at_pose
+from export3d_cli.face.head_pose import NOSE_TIP, label_angles, look_at_pose
 from export3d_cli.face.motion_file import Motion, save_motion
 from export3d_cli.pipeline.animate_job import AnimateOptions, animate_source, output_name
 from export3d_cli.pipeline.animator import Animator, choose_device
 from export3d_cli.pipeline.compose import PasteBack, face_mask, fit_square, side_by_side
-from export3d_cli.pipeline.driving import Driving, drive, load_driving, locate_driving_video, with_frames
+from export3d_cli.pipeline.driving import (
+    Driving,
+    drive,
+    load_driving,
+    locate_driving_video,
+    resolve_modes,
+    with_frames,
+)
 from export3d_cli.pipeline.frame_output import grid_image
 
 FRAMES = 7
@@ -52,6 +59,32 @@ def test_drive_absolute_driving_passes_the_drivers_signals_through(source_signal
     assert betas.dtype == cameras.dtype == np.float32
     np.testing.assert_array_equal(betas, motion.expression)
     np.testing.assert_array_equal(cameras, motion.camera)
+
+
+def test_drive_relative_pose_turns_the_source_head_by_the_drivers_turn(source_signals):
+    source_beta, source_camera = source_signals
+    yaws = np.array([0.0, 0.0, 10.0, -15.0])  # frame 0 is faceless: the reference is frame 1
+    motion = Motion(
+        np.zeros((4, 52), np.float32),
+        np.stack([look_at_pose(float(y), 5.0).label() for y in yaws]),
+        np.array([False, True, True, True]),
+        25.0,
+        "",
+    )
+    _, cameras = drive(driving_from(motion), source_beta, source_camera, pose="relative", expression="absolute")
+    np.testing.assert_allclose(cameras[1], source_camera, atol=1e-5)  # no turn yet: the photo's own view
+    turned = [label_angles(camera) for camera in cameras[2:]]
+    source_yaw, source_pitch, _ = label_angles(source_camera)
+    np.testing.assert_allclose([t[0] - source_yaw for t in turned], [10.0, -15.0], atol=1.5)
+    np.testing.assert_allclose([t[1] for t in turned], source_pitch, atol=2.5)
+
+
+@pytest.mark.parametrize(
+    ("personalized", "expected"), [(True, ("relative", "relative")), (False, ("driving", "absolute"))]
+)
+def test_auto_modes_are_relative_only_for_a_personalised_model(personalized, expected):
+    assert resolve_modes("auto", "auto", personalized) == expected
+    assert resolve_modes("source", "absolute", personalized) == ("source", "absolute")  # explicit choices stay
 
 
 def test_drive_relative_adds_the_drivers_change_since_its_first_valid_frame(source_signals):
