@@ -44,16 +44,14 @@ TONGUE = np.array([0.6, 0.26, 0.26]) * 0.7
 TOOTH = np.array([0.93, 0.91, 0.84])
 TOOTH_GAP = np.array([0.55, 0.5, 0.45])
 TOOTH_WIDTH_CM = 0.45
-
-
 BLINK_CLOSURE = 0.97  # as the rig: the upper lid stops just short of the lower one
 EYES = (
     ("right", "blink_right", RIGHT_EYE, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER),
     ("left", "blink_left", LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER),
 )
-OPEN_PHOTO_MOUTH = 0.04
+OPEN_PHOTO_MOUTH = 0.04  # lip-opening area / mouth width²: above this the photo's own mouth interior is used
 HEAD_CENTRE_DEPTH = 0.6  # the head turns about a point this many face widths behind the face's mean depth
-DEPTH_OFFSET = 1e4  # pixels  # lip-opening area / mouth width²: above this the photo's own mouth interior is used
+DEPTH_OFFSET = 1e4  # pixels: far enough that depth-corrected barycentrics stay affine
 
 
 def _mouth_triangles(triangles: np.ndarray) -> np.ndarray:
