@@ -36,7 +36,12 @@ def run_once(photo: Path, folder: Path, steps: int | None) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"personalize failed: {err.decode(errors='replace').strip()}")
     summary = json.loads(out)
-    return {"wall_s": wall, "tuning_s": summary["seconds"], "peak_rss_mb": usage.ru_maxrss / 1024, "steps": summary["steps"]}
+    return {
+        "wall_s": wall,
+        "tuning_s": summary["seconds"],
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "steps": summary["steps"],
+    }
 
 
 def main() -> None:
