@@ -123,12 +123,12 @@ def animate(
         # batch anyway, so say so now.
         for source in sources:
             check_image(source)
-    options = AnimateOptions(pose, expression, paste_back, side_by_side, audio=not no_audio)
-    with progress("Loading the model", quiet=quiet):
-        animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
     check_personalization_options(personalized, no_personalize)
     if personalized is not None and len(sources) > 1 and not personalized.is_dir():
         raise UsageError(f"{personalized}: with several sources --personalized must be the personalize folder")
+    options = AnimateOptions(pose, expression, paste_back, side_by_side, audio=not no_audio)
+    with progress("Loading the model", quiet=quiet):
+        animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
 
     results, failures, errors = [], [], []
     with progress("Analysing the driver", quiet=quiet) as bar:
@@ -144,14 +144,6 @@ def animate(
                 label = f"[{number}/{len(sources)}] {source.name}"
                 bar.stage(f"{label}: finding the face")
                 try:
-                    animator.prepare_photo(
-                        source,
-                        personalized=personalized,
-                        personalize=not no_personalize,
-                        face_index=face_index,
-                        on_start=lambda _, total, __, label=label: bar.stage(f"{label}: personalising", total),
-                        on_step=lambda step, total, _: bar.update(step, total),
-                    )
                     image = load_image(source)
                     analysis = analyze_image(
                         image,
@@ -159,6 +151,15 @@ def animate(
                         face_index=face_index,
                         landmarker=landmarker,
                         name=str(source),
+                    )
+                    # After the face is found: a photo without one must not wait for minutes of tuning.
+                    animator.prepare_photo(
+                        source,
+                        personalized=personalized,
+                        personalize=not no_personalize,
+                        face_index=face_index,
+                        on_start=lambda _, total, __, label=label: bar.stage(f"{label}: personalising", total),
+                        on_step=lambda step, total, _: bar.update(step, total),
                     )
                     results.append(
                         animate_source(

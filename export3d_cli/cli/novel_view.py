@@ -25,7 +25,7 @@ from export3d_cli.cli.options import (
     QuietOption,
     WeightsOption,
 )
-from export3d_cli.cli.personalizing import choose_model_for_photo
+from export3d_cli.cli.personalizing import check_personalization_options, choose_model_for_photo
 from export3d_cli.cli.progress import progress
 
 
@@ -87,6 +87,7 @@ def novel_view(
         raise UsageError("a single angle makes one image; give a range like --yaw -30:30 for a video")
     prepare_output_file(output, inputs=[source] + ([expression_from] if expression_from else []))
     count = frames if sweep else 1
+    check_personalization_options(personalized, no_personalize)
     animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
     analysis = analyze_image(source, face_index=face_index)
     if expression_from is None:

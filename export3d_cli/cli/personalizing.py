@@ -17,8 +17,8 @@ def check_personalization_options(personalized: Path | None, no_personalize: boo
 def choose_model_for_photo(
     animator, photo: Path, personalized: Path | None, no_personalize: bool, *, face_index: int, quiet: bool
 ) -> None:
-    """``Animator.prepare_photo`` with a progress bar (steps, ETA) while a photo is personalised."""
-    check_personalization_options(personalized, no_personalize)
+    """``Animator.prepare_photo`` with a progress bar (steps, ETA) while a photo is personalised. The options
+    were checked (``check_personalization_options``) before the model was loaded."""
     with progress("Personalising the model to the photo (once per photo)", quiet=quiet, unit="steps") as bar:
         animator.prepare_photo(
             photo,

@@ -78,8 +78,8 @@ def sweep_basis(
     low, high = (0.0, 0.0) if automatic else parse_range(value_range, "--range", 1e4)
     if output.suffix.lower() not in (*IMAGE_OUTPUTS, *VIDEO_OUTPUTS):
         raise UsageError(f"{output}: write .png, .jpg, .webp, .bmp or .mp4")
-    animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
     check_personalization_options(personalized, no_personalize)
+    animator = Animator.from_weights(weights, device=device, precision=precision, batch_size=batch_size)
     encoder = animator.model.expression_encoder
     if not isinstance(encoder, CLeBS):
         raise UsageError("sweep-basis needs weights with a CLeBS expression encoder (these use the direct ablation)")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export3d_cli.models.export3d import Export3D
-from export3d_cli.personalization.personalized_file import file_sha256, weights_sha256
+from export3d_cli.personalization.personalized_file import file_sha256
 from export3d_cli.personalization.tuning import StepCallback
 from export3d_cli.personalization.tuning_config import TuningConfig
 
@@ -68,6 +68,7 @@ def cached_file(base_sha256: str, photo_sha256: str) -> Path:
 def cached_personalization(
     base: Export3D,
     weights_directory: Path,
+    base_sha256: str,
     photo: Path,
     *,
     steps: int,
@@ -75,15 +76,16 @@ def cached_personalization(
     on_start: StepCallback | None = None,
     on_step: StepCallback | None = None,
 ) -> Path:
-    """The cached personalised file for ``photo``, made now (``on_start``, then ``on_step`` per step) if missing."""
+    """The cached personalised file for ``photo``, made now (``on_start``, then ``on_step`` per step) if missing.
+    ``base_sha256`` is ``weights_sha256(weights_directory)``, computed once by the caller."""
     from export3d_cli.personalization.personalize import Personalizer
 
-    target = cached_file(weights_sha256(weights_directory), file_sha256(photo))
+    target = cached_file(base_sha256, file_sha256(photo))
     if target.is_file() and target.with_suffix(".json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     config = TuningConfig(steps=steps)
-    personalizer = Personalizer(base, weights_directory)
+    personalizer = Personalizer(base, weights_directory, base_sha256)
     prepared = personalizer.prepare(photo, face_index=face_index)
     personal_set = prepared.personal_set(config)
     if on_start is not None:

@@ -191,8 +191,7 @@ class ExpressionWarp:
         source = np.einsum("hwk,hwkc->hwc", fragments.barycentric, corners) - 0.5  # continuous -> index space
         result = self.photo.copy()
         region = result[y0:y1, x0:x1]
-        warped = _bilinear(self.photo.astype(np.float32), source)
-        region[covered] = np.clip(warped[covered] + 0.5, 0, 255).astype(np.uint8)
+        region[covered] = _sample(self.photo, source)[covered]
         self._paint_mouth(region, fragments, covered, controls, offset, moved)
         return result
 
@@ -264,9 +263,8 @@ class ExpressionWarp:
             half = source[:, 1] <= middle if upper_half else source[:, 1] >= middle
             usable = half & inside_polygon(source, opening)
             if usable.any():
-                sampled = _bilinear(self.photo.astype(np.float32), source[usable][None] - 0.5)[0]
                 rows, cols = np.nonzero(in_mouth)
-                region[rows[usable], cols[usable]] = np.clip(sampled + 0.5, 0, 255).astype(np.uint8)
+                region[rows[usable], cols[usable]] = _sample(self.photo, source[usable][None] - 0.5)[0]
 
 
 def _sorted_curve(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -304,14 +302,11 @@ def _inside_quad(points: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.n
     return inside, np.clip(across, 0.0, 1.0)
 
 
-def _bilinear(image: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
-    """Sample ``image`` [H, W, C] at index-space ``coordinates`` [h, w, 2] (x, y), clamped at the border."""
-    height, width = image.shape[:2]
-    x = np.clip(coordinates[..., 0], 0, width - 1)
-    y = np.clip(coordinates[..., 1], 0, height - 1)
-    x0 = np.minimum(np.floor(x).astype(np.int64), width - 2)
-    y0 = np.minimum(np.floor(y).astype(np.int64), height - 2)
-    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-    top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
-    bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
-    return top * (1 - fy) + bottom * fy
+def _sample(image: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``image`` uint8 [H, W, 3] at index-space ``coordinates`` [h, w, 2] (x, y), clamped at the
+    border (as ``synth.head_renderer`` samples its textures). Returns uint8 [h, w, 3]."""
+    import cv2
+
+    x = np.ascontiguousarray(coordinates[..., 0], dtype=np.float32)
+    y = np.ascontiguousarray(coordinates[..., 1], dtype=np.float32)
+    return cv2.remap(image, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -30,10 +30,11 @@ class PreparedPhoto:
 
 
 class Personalizer:
-    def __init__(self, model: Export3D, weights_directory: Path) -> None:
+    def __init__(self, model: Export3D, weights_directory: Path, base_sha256: str | None = None) -> None:
+        """``base_sha256``: ``weights_sha256(weights_directory)`` if the caller has it already."""
         self.model = model.eval()
         self.weights_directory = weights_directory
-        self.base_sha256 = weights_sha256(weights_directory)
+        self.base_sha256 = base_sha256 or weights_sha256(weights_directory)
 
     @classmethod
     def from_weights(cls, reference: str | None) -> Personalizer:

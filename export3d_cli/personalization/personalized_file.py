@@ -100,7 +100,9 @@ def read_metadata(path: str | Path) -> dict:
     return payload
 
 
-def apply_personalized(path: str | Path, model: Export3D, base_weights_sha256: str) -> dict:
+def apply_personalized(
+    path: str | Path, model: Export3D, base_weights_sha256: str, metadata: dict | None = None
+) -> dict:
     """Personalise ``model`` (the base the file was made from) in place; returns the file's metadata.
 
     Everything is checked before anything is changed: a bad file leaves the model as it was.
@@ -111,7 +113,7 @@ def apply_personalized(path: str | Path, model: Export3D, base_weights_sha256: s
     from export3d_cli.personalization.personal_triplanes import attach_stored
 
     path = Path(path)
-    metadata = read_metadata(path)
+    metadata = metadata if metadata is not None else read_metadata(path)
     made_for = metadata.get("base_weights_sha256")
     if made_for != base_weights_sha256:
         raise InputError(
@@ -160,5 +162,5 @@ def load_personalized_model(base: Export3D, base_weights_sha256: str, path: Path
             f"run export3d personalize {photo}"
         )
     model = copy.deepcopy(base)
-    apply_personalized(path, model, base_weights_sha256)
+    apply_personalized(path, model, base_weights_sha256, metadata)
     return model

@@ -9,6 +9,7 @@ bf16/fp16 run under autocast; the CPU path is float32.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,15 @@ class Animator:
         self.batch_size = batch_size
         self.weights_directory: Path | None = None  # known when loaded by ``from_weights``
         self._base: Export3D | None = None  # the model before ``personalize``
-        self._base_sha256 = ""
+
+    @functools.cached_property
+    def base_sha256(self) -> str:
+        """The identity personalised files are keyed by (hashing the weights once per run, not once per photo)."""
+        from export3d_cli.personalization.personalized_file import weights_sha256
+
+        if self.weights_directory is None:
+            raise UsageError("personalisation needs weights loaded from a folder")
+        return weights_sha256(self.weights_directory)
 
     @property
     def resolution(self) -> int:
@@ -96,6 +105,7 @@ class Animator:
         path = cached_personalization(
             self.model,
             self.weights_directory,
+            self.base_sha256,
             Path(photo),
             steps=policy.steps,
             face_index=face_index,
@@ -107,19 +117,13 @@ class Animator:
     def personalize(self, personalized: Path, photo: Path) -> None:
         """Render ``photo`` with its personalised model (``export3d personalize``): ``personalized`` is the file or
         the folder ``personalize -o`` wrote. The base model is kept, so the next photo starts from it again."""
-        from export3d_cli.personalization.personalized_file import (
-            load_personalized_model,
-            personalized_file_for,
-            weights_sha256,
-        )
+        from export3d_cli.personalization.personalized_file import load_personalized_model, personalized_file_for
 
+        base_sha256 = self.base_sha256
         if self._base is None:
-            if self.weights_directory is None:
-                raise UsageError("--personalized needs weights loaded from a folder")
             self._base = self.model
-            self._base_sha256 = weights_sha256(self.weights_directory)
         path = personalized_file_for(Path(personalized), Path(photo))
-        self.model = load_personalized_model(self._base, self._base_sha256, path, Path(photo)).to(self.device).eval()
+        self.model = load_personalized_model(self._base, base_sha256, path, Path(photo)).to(self.device).eval()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == torch.float32:
