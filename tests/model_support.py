@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from export3d_cli.config import preset
@@ -25,3 +27,9 @@ def sensitive_tiny_model(seed: int = 0) -> Export3D:
             layer.weight.mul_(gain)
             layer.bias.mul_(gain)
     return model.eval()
+
+
+def saved_tiny_weights(folder: Path, seed: int = 0) -> Path:
+    """``sensitive_tiny_model(seed)`` saved as a weights folder (model.safetensors + config.json) for CLI tests."""
+    sensitive_tiny_model(seed).save_pretrained(folder)
+    return folder

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from cli_support import CliResult, assert_one_clean_error, invoke
-from model_support import sensitive_tiny_model
+from model_support import saved_tiny_weights
 from PIL import Image
 
 from export3d_cli.config import preset
@@ -68,9 +68,7 @@ def cell(grid: np.ndarray, index: int, columns: int = 3) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights-tiny")
-    sensitive_tiny_model().save_pretrained(folder)
-    return folder
+    return saved_tiny_weights(tmp_path_factory.mktemp("weights-tiny"))
 
 
 @pytest.fixture(scope="session")

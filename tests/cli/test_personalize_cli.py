@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_support import assert_one_clean_error, invoke
-from model_support import sensitive_tiny_model
+from model_support import saved_tiny_weights
 from PIL import Image
 
 REAL_FACES = Path(__file__).parents[1] / "data" / "real_faces"
@@ -26,16 +26,12 @@ def animate_briefly(photo: Path, output: Path, weights: Path, *options: object):
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights-tiny")
-    sensitive_tiny_model().save_pretrained(folder)
-    return folder
+    return saved_tiny_weights(tmp_path_factory.mktemp("weights-tiny"))
 
 
 @pytest.fixture(scope="module")
 def other_weights(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights-other")
-    sensitive_tiny_model(seed=1).save_pretrained(folder)
-    return folder
+    return saved_tiny_weights(tmp_path_factory.mktemp("weights-other"), seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +155,7 @@ def test_novel_view_and_sweep_basis_take_the_personalized_file(command, personal
 @pytest.fixture(scope="module")
 def needy_weights(tmp_path_factory) -> Path:
     """Tiny weights whose config.json asks for personalisation (3 steps, to keep the tests short)."""
-    folder = tmp_path_factory.mktemp("weights-needy")
-    sensitive_tiny_model().save_pretrained(folder)
+    folder = saved_tiny_weights(tmp_path_factory.mktemp("weights-needy"))
     config = json.loads((folder / "config.json").read_text())
     config["personalization"] = {"needed": True, "steps": 3}
     (folder / "config.json").write_text(json.dumps(config))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import assert_one_clean_error, invoke
-from model_support import sensitive_tiny_model
+from model_support import saved_tiny_weights
 
 from export3d_cli.atomic import CreatedFolders, make_folders, prepare_output_file
 from export3d_cli.errors import UsageError
@@ -37,9 +37,7 @@ EXIT_TIMEOUT = 60.0  # from the signal to the process's exit
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("weights-tiny")
-    sensitive_tiny_model().save_pretrained(folder)
-    return folder
+    return saved_tiny_weights(tmp_path_factory.mktemp("weights-tiny"))
 
 
 def start(*args: object) -> subprocess.Popen[str]:
