@@ -15,12 +15,15 @@ import torch
 from export3d_cli.geometry.camera import FFHQ_FOCAL, ffhq_intrinsics, look_at_cam2world
 from export3d_cli.geometry.rays import pixel_rays
 from export3d_cli.models.rendering import RenderOutput, TriplaneDecoder, render_triplanes, sample_triplanes
+from export3d_cli.models.rendering import renderer as renderer_module
 from export3d_cli.models.rendering.depth_sampler import (
     inverse_cdf_samples,
     smoothed_importance_weights,
     stratified_depths,
 )
-from export3d_cli.models.rendering.ray_marcher import march_rays
+from export3d_cli.models.rendering.ray_marcher import march_rays, march_unsorted
+from export3d_cli.models.rendering.reference import render_triplanes_reference
+from export3d_cli.models.rendering.triplane_sampler import sample_triplanes_grid_sample
 
 C = 32
 RAY_START, RAY_END = 2.25, 3.3
@@ -738,3 +741,178 @@ def test_gradients_reach_planes_and_decoder() -> None:
         assert g.abs().sum() > 0, name
     # Only texels in the cube's footprint get gradient from the frontal view; plane 0 (x, y) is hit.
     assert planes.grad[0, 0].abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- 11. fast CPU path vs reference
+# The renderer's CPU path reads the tri-planes as weighted rows of a channels-last table and
+# composites without reordering the features; these tests hold it to the straightforward
+# implementation (grid_sample, features sorted with their depths), forward and backward.
+
+
+def lookup_points(n: int, count: int, half: float, generator: torch.Generator) -> torch.Tensor:
+    """Random points over 1.3x the box, plus faces, the half-texel fade, a corner and far outside."""
+    inside = (torch.rand(n, count, 3, generator=generator, dtype=torch.float64) * 2 - 1) * half * 1.3
+    extra = torch.tensor(
+        [
+            [half, 0.1, -0.2],
+            [-half, half, 0.0],
+            [0.05, -half * 1.05, half * 1.02],
+            [half, half, half],
+            [3.0, -0.1, 0.2],
+            [3.0, -2.5, 1.2],
+            [-1.5, -4.0, 5.0],
+            [-7.0, 8.0, -9.0],
+        ],
+        dtype=torch.float64,
+    ).expand(n, -1, 3)
+    return torch.cat([inside, extra], 1)
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+@pytest.mark.parametrize("plane_axes", ["orthogonal", "eg3d"])
+@pytest.mark.parametrize("box_warp", [1.0, 1.6])
+def test_row_lookup_matches_grid_sample(dtype: torch.dtype, atol: float, plane_axes: str, box_warp: float) -> None:
+    gen = torch.Generator().manual_seed(40)
+    planes = torch.randn(2, 3, 5, 7, 9, generator=gen, dtype=torch.float64).to(dtype)  # H != W
+    points = lookup_points(2, 300, box_warp / 2, gen).to(dtype)
+    upstream = torch.randn(2, points.shape[1], 5, generator=gen, dtype=torch.float64).to(dtype)
+
+    def run(fn):
+        p = planes.clone().requires_grad_(True)
+        x = points.clone().requires_grad_(True)
+        out = fn(p, x, plane_axes, box_warp)
+        (out * upstream).sum().backward()
+        return out, p.grad, x.grad
+
+    got, got_planes, got_points = run(sample_triplanes)
+    ref, ref_planes, ref_points = run(sample_triplanes_grid_sample)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got, ref, rtol=0, atol=atol)
+    torch.testing.assert_close(got_planes, ref_planes, rtol=0, atol=atol)
+    # d/dx scales with the texel count (W/box_warp per unit): compare relative to that.
+    torch.testing.assert_close(got_points, ref_points, rtol=0, atol=atol * 20)
+    outside = points.abs().amin(-1) > box_warp / 2 * (1 + 1 / 7)  # every coordinate past the outer half texel
+    assert outside.sum() >= 6
+    assert torch.equal(got[outside], torch.zeros_like(got[outside]))
+    assert got_points.abs().sum() > 0 and got_planes.abs().sum() > 0
+
+
+def test_row_lookup_non_finite_points_like_grid_sample() -> None:
+    planes = torch.randn(1, 3, 4, 6, 6, generator=torch.Generator().manual_seed(41))
+    points = torch.tensor(
+        [[[math.nan, 0.1, 0.2], [0.1, math.inf, 0.0], [-math.inf, 0.0, 0.0], [1e30, -1e30, 0.0], [0.1, 0.2, 0.3]]]
+    )
+    for layout in ("orthogonal", "eg3d"):
+        got = sample_triplanes(planes, points, layout, 1.0)
+        ref = sample_triplanes_grid_sample(planes, points, layout, 1.0)
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-6, equal_nan=True)
+    assert torch.isnan(got[0, 0]).all() and torch.equal(got[0, 3], torch.zeros(4))
+
+
+def shuffled_samples(gen: torch.Generator, n: int = 2, rays: int = 5, k: int = 11, c: int = 4):
+    depths = torch.rand(n, rays, k, 1, generator=gen, dtype=torch.float64) * 2 + 1
+    sigma = torch.randn(n, rays, k, 1, generator=gen, dtype=torch.float64) * 3
+    features = torch.rand(n, rays, k, c, generator=gen, dtype=torch.float64)
+    sigma[0, 0] = -100.0  # an empty ray: its depth is NaN -> inf
+    depths[1, 1, 3] = depths[1, 1, 7]  # a tie (same point: same sigma and features)
+    sigma[1, 1, 3], features[1, 1, 3] = sigma[1, 1, 7], features[1, 1, 7]
+    return features, sigma, depths
+
+
+def test_march_unsorted_matches_sorted_march() -> None:
+    features, sigma, depths = shuffled_samples(torch.Generator().manual_seed(42))
+    upstream = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(43), dtype=torch.float64)
+
+    def leaves():
+        return features.clone().requires_grad_(True), sigma.clone().requires_grad_(True)
+
+    f_ref, s_ref = leaves()
+    sorted_depths, order = torch.sort(depths, dim=-2)
+    ref = march_rays(
+        torch.gather(f_ref, -2, order.expand(-1, -1, -1, 4)), torch.gather(s_ref, -2, order), sorted_depths
+    )
+    ((ref.features * upstream).sum() + ref.depth.clamp_max(1e6).sum() + ref.weights.sum()).backward()
+
+    f_new, s_new = leaves()
+    got = march_unsorted([f_new[:, :, :6], f_new[:, :, 6:]], s_new, depths)  # two parts, as coarse + fine
+    depth = torch.clamp(got.depth, depths.min(), depths.max())  # the caller's call-wide clamp
+    ((got.features * upstream).sum() + depth.clamp_max(1e6).sum() + got.opacity.sum()).backward()
+
+    torch.testing.assert_close(got.features, ref.features, rtol=0, atol=1e-12)
+    torch.testing.assert_close(depth, ref.depth, rtol=0, atol=1e-12)
+    torch.testing.assert_close(got.opacity, ref.weights.sum(2), rtol=0, atol=1e-12)
+    assert torch.isinf(got.depth[0, 0]).all() and depth[0, 0].item() == depths.max().item()
+    torch.testing.assert_close(f_new.grad, f_ref.grad, rtol=0, atol=1e-12)
+    # The empty ray's depth is 0/0 in both, so its sigma gradient is NaN in both.
+    torch.testing.assert_close(s_new.grad, s_ref.grad, rtol=0, atol=1e-12, equal_nan=True)
+    assert torch.isfinite(s_new.grad[1:]).all()
+
+
+def reference_scene(plane_axes: str, seed: int = 44, n: int = 2, size: int = 24):
+    torch.manual_seed(seed)
+    planes = torch.randn(n, 3, C, size, size) * 0.7
+    decoder = TriplaneDecoder()
+    with torch.no_grad():
+        decoder.fc1.bias[0] = 2.0  # a partly opaque scene, so depths and weights matter
+    cam2world = torch.stack([look_at_cam2world(0.25 * k - 0.1, 0.1 - 0.15 * k) for k in range(n)])
+    return planes, decoder, cam2world, ffhq_intrinsics().expand(n, 3, 3).contiguous()
+
+
+def render_with_gradients(render, planes, decoder, cam2world, intrinsics, **kw):
+    planes = planes.clone().requires_grad_(True)
+    decoder.zero_grad()
+    out = render(planes, decoder, cam2world, intrinsics, **kw)
+    loss = (out.features * torch.linspace(-1, 1, C).reshape(1, C, 1, 1)).square().mean()
+    (loss + out.depth.mean() + out.opacity.mean()).backward()
+    grads = {"planes": planes.grad, **{name: p.grad.clone() for name, p in decoder.named_parameters()}}
+    return out, grads
+
+
+@pytest.mark.parametrize("plane_axes", ["orthogonal", "eg3d"])
+@pytest.mark.parametrize("stochastic", [False, True])
+@pytest.mark.parametrize("chunk_points", [170, 1_000_000])  # 7 rays per chunk, the last one ragged; one chunk
+def test_render_matches_reference_renderer(
+    monkeypatch: pytest.MonkeyPatch, plane_axes: str, stochastic: bool, chunk_points: int
+) -> None:
+    monkeypatch.setattr(renderer_module, "CPU_CHUNK_POINTS", chunk_points)
+    planes, decoder, cam2world, intrinsics = reference_scene(plane_axes)
+    kw = {"resolution": 10, "samples": 12, "importance_samples": 9, "plane_axes": plane_axes}
+    outputs = []
+    for render in (render_triplanes, render_triplanes_reference):
+        gen = torch.Generator().manual_seed(45) if stochastic else None
+        outputs.append(
+            render_with_gradients(
+                render, planes, decoder, cam2world, intrinsics, stochastic=stochastic, generator=gen, **kw
+            )
+        )
+    (got, got_grads), (ref, ref_grads) = outputs
+    assert 0.05 < ref.opacity.mean() < 0.95
+    torch.testing.assert_close(got.features, ref.features, rtol=0, atol=2e-6)
+    torch.testing.assert_close(got.depth, ref.depth, rtol=0, atol=2e-6)
+    torch.testing.assert_close(got.opacity, ref.opacity, rtol=0, atol=2e-6)
+    for name, ref_grad in ref_grads.items():
+        scale = ref_grad.abs().max().item()
+        assert scale > 0, name
+        torch.testing.assert_close(got_grads[name], ref_grad, rtol=0, atol=1e-5 * scale, msg=name)
+
+
+def test_render_depth_clamp_spans_all_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Empty rays take the largest depth of the whole call (§7), not of their chunk: with jitter
+    # every chunk has its own maximum.
+    monkeypatch.setattr(renderer_module, "CPU_CHUNK_POINTS", 40)
+    cam2world, intrinsics = frontal_cameras(2)
+    kw = {"resolution": 6, "samples": 10, "importance_samples": 0, "stochastic": True}
+    outs = [
+        render(
+            zero_planes(2),
+            constant_decoder(-100.0),
+            cam2world,
+            intrinsics,
+            generator=torch.Generator().manual_seed(46),
+            **kw,
+        )
+        for render in (render_triplanes, render_triplanes_reference)
+    ]
+    assert torch.equal(outs[0].depth, outs[1].depth)
+    assert torch.equal(outs[0].depth, torch.full_like(outs[0].depth, outs[0].depth.max().item()))
+    assert outs[0].depth.max() > RAY_END  # the jittered last sample of one ray, somewhere in the call

@@ -44,28 +44,35 @@ def smoothed_importance_weights(weights: Tensor) -> Tensor:
     return (smoothed + 0.01)[:, 1:-1]
 
 
-def inverse_cdf_samples(
-    bins: Tensor,
-    weights: Tensor,
+def importance_uniforms(
+    rays: int,
     count: int,
     stochastic: bool,
+    device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
-    eps: float = 1e-5,
 ) -> Tensor:
-    """Draw ``count`` depths from the piecewise-constant pdf ``weights`` over ``bins`` edges.
+    """The u_i of the inverse-CDF draw: Uniform[0, 1) if stochastic, else linspace(0, 1, count).
+
+    Drawn for all rays of a call at once, so a renderer that marches rays in chunks
+    consumes the random stream as one draw would. Shapes: -> [rays, count].
+    """
+    if stochastic:
+        return torch.rand(rays, count, device=device, generator=generator)
+    return torch.linspace(0, 1, count, device=device).expand(rays, count)
+
+
+def inverse_cdf(bins: Tensor, weights: Tensor, u: Tensor, eps: float = 1e-5) -> Tensor:
+    """Depths at the quantiles ``u`` of the piecewise-constant pdf ``weights`` over ``bins`` edges.
 
     Only the first ``len(weights) + 1`` edges are used (the reference drops the
-    last mid-point). Shapes: bins [R, B], weights [R, B-2] -> depths [R, count].
+    last mid-point). Shapes: bins [R, B], weights [R, B-2], u [R, count] -> depths [R, count].
     """
     rays, intervals = weights.shape
+    count = u.shape[1]
     weights = weights + eps
     pdf = weights / torch.sum(weights, -1, keepdim=True)
     cdf = torch.cumsum(pdf, -1)
     cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf], -1)  # [R, B-1]
-    if stochastic:
-        u = torch.rand(rays, count, device=bins.device, generator=generator)
-    else:
-        u = torch.linspace(0, 1, count, device=bins.device).expand(rays, count)
     u = u.contiguous()
     index = torch.searchsorted(cdf, u, right=True)
     below = torch.clamp_min(index - 1, 0)
@@ -78,21 +85,33 @@ def inverse_cdf_samples(
     return bin_pairs[..., 0] + (u - cdf_pairs[..., 0]) / denom * (bin_pairs[..., 1] - bin_pairs[..., 0])
 
 
-def importance_depths(
-    coarse_depths: Tensor,
-    coarse_weights: Tensor,
+def inverse_cdf_samples(
+    bins: Tensor,
+    weights: Tensor,
     count: int,
     stochastic: bool,
     generator: torch.Generator | None = None,
+    eps: float = 1e-5,
 ) -> Tensor:
+    """Draw ``count`` depths from the piecewise-constant pdf ``weights`` over ``bins`` edges.
+
+    Shapes: bins [R, B], weights [R, B-2] -> depths [R, count].
+    """
+    u = importance_uniforms(weights.shape[0], count, stochastic, bins.device, generator)
+    return inverse_cdf(bins, weights, u, eps)
+
+
+def importance_depths(coarse_depths: Tensor, coarse_weights: Tensor, u: Tensor) -> Tensor:
     """Fine depths from the coarse pass's weights (no gradient flows through them).
 
-    Shapes: coarse_depths [N, M, S, 1], coarse_weights [N, M, S-1, 1] -> [N, M, count, 1].
+    Shapes: coarse_depths [N, M, S, 1], coarse_weights [N, M, S-1, 1],
+    u [N, M, count] (:func:`importance_uniforms`) -> [N, M, count, 1].
     """
     n, rays, samples, _ = coarse_depths.shape
+    count = u.shape[-1]
     with torch.no_grad():
         depths = coarse_depths.reshape(n * rays, samples)
         weights = smoothed_importance_weights(coarse_weights.reshape(n * rays, samples - 1))
         mids = 0.5 * (depths[:, :-1] + depths[:, 1:])  # [R, S-1] bin edges
-        fine = inverse_cdf_samples(mids, weights, count, stochastic, generator)
+        fine = inverse_cdf(mids, weights, u.reshape(n * rays, count))
     return fine.detach().reshape(n, rays, count, 1)
