@@ -9,8 +9,17 @@ interleaved (old, new, old, new, ...) so that load on the machine hits both alik
 the medians of wall-clock and process CPU time are printed with their ratio, and
 the largest absolute differences of outputs and gradients between the two.
 
+With ``--eg3d DIR`` (the ``eg3d/`` folder of a checkout of NVlabs/eg3d; nothing of
+EG3D ships with export3d), EG3D's own ``ImportanceRenderer`` + ``RaySampler`` are
+timed as a third renderer, fed the same tri-planes, decoder weights and cameras
+(EG3D's ``OSGDecoder`` is the same MLP; ours is wrapped in its call convention).
+EG3D always jitters its depth samples, so every renderer here runs in its
+stochastic (training) mode from the same seed; both draw the same random numbers
+in the same order, which makes the outputs comparable to float rounding.
+
 Settings (``export3d_cli.config.PRESETS`` for the presets):
   eg3d-ffhq  -- EG3D's FFHQ renderer: 256² tri-planes, 64² rays, 48 + 48 samples, "eg3d" planes
+  eg3d-128   -- the same with 128² tri-planes
   paper-256  -- 128² tri-planes, 64² rays, 48 + 48 samples
   small-128  --  64² tri-planes, 32² rays, 24 + 24 samples
 
@@ -23,6 +32,7 @@ Usage:
 
     python benchmarks/bench_renderer.py [--settings eg3d-ffhq paper-256 small-128] [--repeats 7]
                                         [--threads N] [--batch 1] [--modes forward backward]
+                                        [--eg3d PATH/TO/eg3d/eg3d]
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,10 +82,45 @@ def _preset_setting(name: str) -> Setting:
 
 SETTINGS: dict[str, Callable[[], Setting]] = {
     "eg3d-ffhq": lambda: Setting(256, 32, 64, 64, 48, 48, "eg3d", 1.0),
+    "eg3d-128": lambda: Setting(128, 32, 64, 64, 48, 48, "eg3d", 1.0),
     "paper-256": lambda: _preset_setting("paper-256"),
     "small-128": lambda: _preset_setting("small-128"),
 }
-RENDERERS = {"old": render_triplanes_reference, "new": render_triplanes}
+RENDERERS: dict[str, Callable[..., RenderOutput]] = {"old": render_triplanes_reference, "new": render_triplanes}
+
+
+def eg3d_renderer(eg3d_dir: str) -> Callable[..., RenderOutput]:
+    """EG3D's renderer from a local checkout, with ``render_triplanes``'s call signature."""
+    sys.path.insert(0, eg3d_dir)
+    from training.volumetric_rendering.ray_sampler import RaySampler  # from the user's checkout
+    from training.volumetric_rendering.renderer import ImportanceRenderer
+
+    ray_sampler, renderer = RaySampler(), ImportanceRenderer()
+
+    def render(planes, decoder, cam2world, intrinsics, *, resolution, samples, importance_samples, box_warp, **_):
+        def osg_decoder(sampled_features, _directions):  # [N, 3, M, C] -> EG3D's dict
+            decoded = decoder(sampled_features.mean(1))
+            return {"rgb": decoded.features, "sigma": decoded.sigma}
+
+        origins, directions = ray_sampler(cam2world, intrinsics, resolution)
+        options = {
+            "ray_start": 2.25,
+            "ray_end": 3.3,
+            "box_warp": box_warp,
+            "depth_resolution": samples,
+            "depth_resolution_importance": importance_samples,
+            "disparity_space_sampling": False,
+            "clamp_mode": "softplus",
+        }
+        rgb, depth, opacity = renderer(planes, osg_decoder, origins, directions, options)  # [N, M, C|1]
+        n = planes.shape[0]
+
+        def image(x):
+            return x.permute(0, 2, 1).reshape(n, -1, resolution, resolution)
+
+        return RenderOutput(features=image(rgb), depth=image(depth), opacity=image(opacity))
+
+    return render
 
 
 def _scene(setting: Setting, batch: int) -> tuple[torch.Tensor, TriplaneDecoder, torch.Tensor, torch.Tensor]:
@@ -89,6 +135,7 @@ def _render(render, setting: Setting, planes, decoder, cam2world, intrinsics, ba
     """One render; with ``backward``, also the gradients of a loss on every output."""
     planes = planes.detach().requires_grad_(backward)
     decoder.zero_grad(set_to_none=True)
+    torch.manual_seed(1)  # the same depth jitter and importance draws for every renderer
     with torch.set_grad_enabled(backward):
         out: RenderOutput = render(
             planes,
@@ -100,6 +147,7 @@ def _render(render, setting: Setting, planes, decoder, cam2world, intrinsics, ba
             importance_samples=setting.importance_samples,
             box_warp=setting.box_warp,
             plane_axes=setting.plane_axes,
+            stochastic=True,
         )
         if not backward:
             return out, {}
@@ -133,14 +181,18 @@ def bench(name: str, setting: Setting, batch: int, repeats: int, backward: bool)
     w = {key: 1e3 * statistics.median(v) for key, v in wall.items()}
     c = {key: 1e3 * statistics.median(v) for key, v in cpu.items()}
     mode = "fwd+bwd" if backward else "forward"
-    print(
-        f"{name:<10} {mode:<8} wall old {w['old']:8.1f} new {w['new']:8.1f} ms  x{w['new'] / w['old']:.3f}   "
-        f"cpu old {c['old']:8.1f} new {c['new']:8.1f} ms  x{c['new'] / c['old']:.3f}"
-    )
-    diffs = _max_differences(results["new"], results["old"])
-    print(" " * 20 + "max |new - old|: " + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
+    print(f"{name:<10} {mode:<8} " + "  ".join(f"{key} {w[key]:8.1f} ms (cpu {c[key]:8.1f})" for key in RENDERERS))
+    for key in RENDERERS:
+        if key == "new":
+            continue
+        print(
+            " " * 20 + f"new / {key}: wall x{w['new'] / w[key]:.3f} (new {w[key] / w['new']:.2f}x faster), "
+            f"cpu x{c['new'] / c[key]:.3f}"
+        )
+        diffs = _max_differences(results["new"], results[key])
+        print(" " * 20 + f"max |new - {key}|: " + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
     if backward:
-        print(" " * 20 + "(gradient differences relative to the largest reference gradient)")
+        print(" " * 20 + "(gradient differences relative to the largest gradient of the other renderer)")
 
 
 def main() -> None:
@@ -150,7 +202,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--eg3d", metavar="DIR", help="also time EG3D's renderer from this eg3d/ folder of a checkout")
     args = parser.parse_args()
+    if args.eg3d:
+        RENDERERS["eg3d"] = eg3d_renderer(args.eg3d)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -164,7 +219,7 @@ def main() -> None:
         f"torch={torch.__version__} threads={torch.get_num_threads()} cpus={os.cpu_count()} load={load:.1f} "
         f"batch={args.batch} repeats={args.repeats} {env or ''}"
     )
-    print("medians of interleaved repeats; x = new / old")
+    print("medians of interleaved repeats, every renderer in its stochastic mode from the same seed")
     for name in args.settings:
         for mode in args.modes:
             bench(name, SETTINGS[name](), args.batch, args.repeats, backward=mode == "backward")
