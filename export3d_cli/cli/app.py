@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 
 from export3d_cli import __version__, signals
+from export3d_cli.allocator import keep_freed_memory
 from export3d_cli.atomic import CreatedFolders
 from export3d_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, Export3DError, Interrupted
 
@@ -164,4 +165,5 @@ def _run(argv: list[str] | None, application: typer.Typer) -> int:
 
 
 def main() -> None:
+    keep_freed_memory()  # the command-line program only: a library user's process keeps its own allocator settings
     sys.exit(run())

@@ -127,36 +127,37 @@ def read_weight_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
         raise _corrupt(path, exc) from exc
 
 
-# A config is untrusted input: the model it describes is sized on torch's "meta" device (no memory) and refused
-# above this many values (parameters + buffers; paper-256 has ~90 M) before anything is allocated.
+# A config is untrusted input. The model it describes is built under a ceiling on the values its tensor constructors
+# may request, refused before the allocation that passes it: what the weights file holds (a model cannot be larger
+# than its weights; the constructors of every preset request exactly that, plus a few values of non-persistent
+# buffers) plus this slack, and never more than MAX_MODEL_VALUES (paper-256 has ~91 M).
 MAX_MODEL_VALUES = 1_000_000_000
+_BUFFER_SLACK_VALUES = 1_000_000
 
 
-def expected_shapes(config) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor of the model ``config`` describes, without allocating it."""
-    import torch
-
+def build_model(config: ModelConfig, max_values: int = MAX_MODEL_VALUES, what: str = CONFIG_FILE) -> Export3D:
+    """``Export3D(config)``, refused with a ``WeightsError`` naming ``what`` if it would pass ``max_values``."""
+    from export3d_cli.models.allocation_budget import allocation_budget
     from export3d_cli.models.export3d import Export3D
 
-    with torch.device("meta"):
-        skeleton = Export3D(config)
-    return {name: tuple(tensor.shape) for name, tensor in skeleton.state_dict().items()}
+    with allocation_budget(max_values, what):
+        return Export3D(config)
 
 
 def load_model(reference: str | Path) -> Export3D:
-    """Load an Export3D model strictly, in eval mode; config and weights are checked before any allocation."""
-    from export3d_cli.models.export3d import Export3D
-
+    """Load an Export3D model strictly, in eval mode; size and shapes are checked before the weights are read."""
     directory = resolve_weights(reference)
     config = read_config(directory)
-    expected = expected_shapes(config)
-    values = sum(math.prod(shape) for shape in expected.values())
-    if values > MAX_MODEL_VALUES:
-        raise WeightsError(
-            f"{directory / CONFIG_FILE}: describes a model of {values / 1e6:,.0f} M values "
-            f"(limit {MAX_MODEL_VALUES / 1e6:,.0f} M); the config is damaged or not for this program"
-        )
     stored = read_weight_shapes(directory)
+    stored_values = sum(math.prod(shape) for shape in stored.values())
+    if stored_values > MAX_MODEL_VALUES:
+        raise WeightsError(
+            f"{directory / WEIGHTS_FILE}: holds {stored_values / 1e6:,.0f} M values "
+            f"(limit {MAX_MODEL_VALUES / 1e6:,.0f} M); it is not an export3d model"
+        )
+    budget = min(MAX_MODEL_VALUES, stored_values + _BUFFER_SLACK_VALUES)
+    model = build_model(config, budget, str(directory / CONFIG_FILE))
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     wrong_shape = sorted(k for k in set(expected) & set(stored) if expected[k] != stored[k])
@@ -170,9 +171,7 @@ def load_model(reference: str | Path) -> Export3D:
             f"{directory / WEIGHTS_FILE}: does not match {CONFIG_FILE} ({'; '.join(problems)}); "
             "the two files must come from the same saved model"
         )
-    state = read_weights(directory)
-    model = Export3D(config)
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(read_weights(directory), strict=True)
     return model.eval()
 
 

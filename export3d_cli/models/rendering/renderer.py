@@ -80,6 +80,17 @@ def _render_rays(
     return march_unsorted([features, fine_features], sigma, depths), depths
 
 
+def _fused_renderer(planes: Tensor, decoder: TriplaneDecoder):
+    """``fused_renderer.render_triplanes_fused`` where it applies (CUDA, no autograd, Triton installed), else None."""
+    if not planes.is_cuda:
+        return None
+    try:
+        from export3d_cli.models.rendering import fused_renderer
+    except ImportError:  # Triton is not installed (the gpu extra)
+        return None
+    return fused_renderer.render_triplanes_fused if fused_renderer.fused_renderer_applies(planes, decoder) else None
+
+
 def render_triplanes(
     planes: Tensor,
     decoder: TriplaneDecoder,
@@ -100,6 +111,8 @@ def render_triplanes(
     Shapes: planes [N, 3, C, H, W], cam2world [N, 4, 4] (OpenCV camera-to-world),
     intrinsics [N, 3, 3] (normalised) -> RenderOutput at ``resolution``².
     ``stochastic`` turns on stratified jitter and random importance draws (training).
+    On CUDA without autograd, with Triton installed, the fused kernels of ``fused_renderer``
+    compute the same (``EXPORT3D_FUSED_RENDERER=0`` turns them off).
     """
     n = planes.shape[0]
     if cam2world.shape != (n, 4, 4) or intrinsics.shape != (n, 3, 3):
@@ -107,6 +120,10 @@ def render_triplanes(
             f"expected cam2world [{n}, 4, 4] and intrinsics [{n}, 3, 3], got "
             f"{tuple(cam2world.shape)} and {tuple(intrinsics.shape)}"
         )
+    fused = _fused_renderer(planes, decoder)
+    if fused is not None:
+        return fused(planes, decoder, cam2world, intrinsics, resolution, samples, importance_samples, ray_start,
+                     ray_end, box_warp, plane_axes, stochastic, generator)  # fmt: skip
     cam2world = cam2world.to(planes.dtype)
     intrinsics = intrinsics.to(planes.dtype)
     origins, directions = pixel_rays(cam2world, intrinsics, resolution)  # [N, M, 3] each

@@ -39,7 +39,7 @@ PLANE_COORDINATES: dict[str, tuple[tuple[int, int], ...]] = {
 CORNERS = 12  # rows read per point: 3 planes x 4 bilinear corners
 
 
-def _coordinate_index(plane_axes: PlaneAxes, device: torch.device) -> Tensor:
+def plane_coordinate_index(plane_axes: PlaneAxes, device: torch.device) -> Tensor:
     """Which point coordinate becomes each of (gx, gy) on planes 0, 1, 2. Shapes: -> [6]."""
     try:
         pairs = PLANE_COORDINATES[plane_axes]
@@ -50,7 +50,7 @@ def _coordinate_index(plane_axes: PlaneAxes, device: torch.device) -> Tensor:
 
 def project_onto_planes(points: Tensor, plane_axes: PlaneAxes, box_warp: float) -> Tensor:
     """Shapes: points [N, P, 3] -> grid coordinates [N, 3, P, 2] in the [-1, 1] cube."""
-    index = _coordinate_index(plane_axes, points.device)
+    index = plane_coordinate_index(plane_axes, points.device)
     scaled = (2.0 / box_warp) * points
     return scaled[..., index].reshape(*points.shape[:-1], 3, 2).transpose(1, 2)  # [N, 3, P, 2]
 
@@ -112,7 +112,7 @@ def bilinear_rows(
     """
     h, w = plane_size
     n, p, _ = points.shape
-    index = _coordinate_index(plane_axes, points.device)
+    index = plane_coordinate_index(plane_axes, points.device)
     scaled = ((2.0 / box_warp) * points).to(dtype)
     x_near, x_far, wx_near, wx_far = _corners(scaled[..., index[0::2]], w)  # [N, P, 3] each
     y_near, y_far, wy_near, wy_far = _corners(scaled[..., index[1::2]], h)
@@ -159,7 +159,7 @@ class TriplaneLookup:
     """
 
     def __init__(self, planes: Tensor, plane_axes: PlaneAxes, box_warp: float) -> None:
-        _coordinate_index(plane_axes, planes.device)  # reject an unknown layout before any work
+        plane_coordinate_index(plane_axes, planes.device)  # reject an unknown layout before any work
         self.planes = planes
         self.plane_axes: PlaneAxes = plane_axes
         self.box_warp = box_warp
