@@ -1,4 +1,4 @@
-"""keep_freed_memory: freed large blocks stay with the process (no munmap per tensor), unless the user chose otherwise."""
+"""keep_freed_memory: freed large blocks stay with the process (no munmap per tensor) unless the user opts out."""
 
 from __future__ import annotations
 
