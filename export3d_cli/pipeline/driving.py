@@ -7,9 +7,10 @@ with the pose and expression modes users choose.
   one); ``source``: the source photo's own camera throughout; ``frontal``: EG3D's
   frontal look-at camera.
 - expression ``absolute``: the driver's β; ``relative``: the source's β plus the
-  driver's change since its first frame (clipped to [0, 1]) — the usual remedy
-  when driver and source are different people, since absolute blendshapes carry
-  the driver's identity (a resting mouth that reads as slightly open, say).
+  driver's change from the frame level matching the source's (``relative_reference``;
+  clipped to [0, 1]) — the usual remedy when driver and source are different
+  people, since absolute blendshapes carry the driver's identity (a resting mouth
+  that reads as slightly open, say).
 """
 
 from __future__ import annotations
@@ -106,8 +107,7 @@ def drive(
     motion = driving.motion
     frames = motion.frames
     if expression == "relative":
-        valid = np.flatnonzero(motion.valid)
-        reference = motion.expression[valid[0] if len(valid) else 0]
+        reference = relative_reference(motion, source_expression)
         betas = np.clip(source_expression[None] + motion.expression - reference[None], 0.0, 1.0)
     else:
         betas = motion.expression
@@ -120,6 +120,20 @@ def drive(
     else:
         cameras = np.repeat(look_at_pose(0.0, 0.0).label()[None], frames, axis=0)
     return betas.astype(np.float32), cameras.astype(np.float32)
+
+
+def relative_reference(motion: Motion, source_expression: np.ndarray) -> np.ndarray:
+    """The driver's β [E] that stands for the source's own β [E] in ``relative`` expression mode.
+
+    Per blendshape, the driver's value at the quantile (over its frames with a face) that the source's value is at:
+    a source that smiles at 0.9 is matched with the driver's 90th-percentile smile, a closed mouth (0) with the
+    driver's most closed. The driver's changes then reach the source in both directions as far as [0, 1] allows.
+    A fixed reference frame (the first) cannot do that: with a smiling photo and a driver whose first frame does
+    not smile, every change is upward and clipped at 1, and the output's smile never moves.
+    """
+    frames = motion.expression[motion.valid] if motion.valid.any() else motion.expression
+    levels = np.clip(np.asarray(source_expression, np.float64), 0.0, 1.0)
+    return np.array([np.quantile(frames[:, k], levels[k]) for k in range(frames.shape[1])], np.float32)
 
 
 def relative_cameras(cameras: np.ndarray, valid: np.ndarray, source_camera: np.ndarray) -> np.ndarray:

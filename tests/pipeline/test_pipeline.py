@@ -19,6 +19,7 @@ from export3d_cli.pipeline.driving import (
     drive,
     load_driving,
     locate_driving_video,
+    relative_reference,
     resolve_modes,
     with_frames,
 )
@@ -87,21 +88,40 @@ def test_auto_modes_are_relative_only_for_a_personalised_model(personalized, exp
     assert resolve_modes("source", "absolute", personalized) == ("source", "absolute")  # explicit choices stay
 
 
-def test_drive_relative_adds_the_drivers_change_since_its_first_valid_frame(source_signals):
+def test_drive_relative_adds_the_drivers_change_from_the_level_matching_the_sources(source_signals):
     source_beta, source_camera = source_signals
-    motion = random_motion(first_valid=2)
+    motion = random_motion(frames=41, first_valid=2)
     betas, _ = drive(driving_from(motion), source_beta, source_camera, pose="driving", expression="relative")
-    expected = np.clip(source_beta[None] + motion.expression - motion.expression[2][None], 0.0, 1.0)
-    np.testing.assert_array_equal(betas, expected)
-    np.testing.assert_allclose(betas[2], source_beta, atol=1e-6, err_msg="the reference frame gives the source's β")
+    reference = relative_reference(motion, source_beta)
+    np.testing.assert_array_equal(betas, np.clip(source_beta[None] + motion.expression - reference[None], 0.0, 1.0))
+    # Per blendshape, the reference sits at the source's level among the frames with a face (faceless ones ignored).
+    below = (motion.expression[2:] <= reference[None]).mean(axis=0)
+    np.testing.assert_allclose(below, source_beta, atol=1.5 / 39)
     assert betas.min() == 0.0 and betas.max() == 1.0, "the sum leaves [0, 1] somewhere and is clipped"
 
 
-def test_drive_relative_without_any_valid_frame_uses_the_first_frame(source_signals):
+def test_relative_reference_on_analytic_cases():
+    frames = np.linspace(0.0, 1.0, 11, dtype=np.float32)  # a driver whose smile sweeps 0, 0.1, ..., 1
+    expression = np.zeros((11, 52), np.float32)
+    expression[:, 0] = frames
+    motion = Motion(expression, np.zeros((11, 25), np.float32), np.ones(11, bool), 25.0, "")
+    source = np.zeros(52, np.float32)
+    for level in (0.0, 0.3, 0.9, 1.0):
+        source[0] = level
+        assert relative_reference(motion, source)[0] == pytest.approx(level, abs=1e-6)  # quantile of a uniform sweep
+        # A smiling source follows the driver down as well as up: the output sweeps the whole of [0, 1] too.
+        betas, _ = drive(
+            driving_from(motion), source, look_at_pose(0, 0).label(), pose="driving", expression="relative"
+        )
+        np.testing.assert_allclose(betas[:, 0], frames, atol=1e-6)
+
+
+def test_drive_relative_without_any_valid_frame_uses_every_frame(source_signals):
     source_beta, source_camera = source_signals
     motion = random_motion(first_valid=FRAMES)
     betas, _ = drive(driving_from(motion), source_beta, source_camera, pose="driving", expression="relative")
-    np.testing.assert_array_equal(betas, np.clip(source_beta[None] + motion.expression - motion.expression[0], 0, 1))
+    reference = np.array([np.quantile(motion.expression[:, k], source_beta[k]) for k in range(52)])
+    np.testing.assert_allclose(betas, np.clip(source_beta[None] + motion.expression - reference[None], 0, 1), atol=1e-6)
 
 
 def test_drive_pose_source_repeats_the_source_camera(source_signals):
