@@ -36,7 +36,10 @@ def _fused(enabled: bool):
     try:
         yield
     finally:
-        os.environ.pop(DISABLE_ENV) if previous is None else os.environ.__setitem__(DISABLE_ENV, previous)
+        if previous is None:
+            del os.environ[DISABLE_ENV]
+        else:
+            os.environ[DISABLE_ENV] = previous
 
 
 def _autocast(dtype: torch.dtype):

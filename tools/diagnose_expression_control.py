@@ -303,6 +303,33 @@ def embedding(model, data: ClipDataset) -> dict:
     }
 
 
+@torch.no_grad()
+def separation(model, data: ClipDataset, amount: float = 0.6) -> dict:
+    """Does CLeBS keep expressions apart? Each signal alone raised from 0 to ``amount`` (other blendshapes 0) moves
+    the basis coefficients z = Vᵀβ′; in units of z's spread over the test frames, the size of each move and the
+    cosine between the moves of two signals (near ±1: the coefficients cannot tell the two apart linearly)."""
+    encoder = model.expression_encoder
+    basis = encoder.basis()
+    clips = data.clips("test")
+    beta = np.concatenate([data.params(c.id).expression[data.valid_indices(c.id)] for c in clips])
+    spread = (encoder(torch.from_numpy(beta).float()) @ basis).std(dim=0).clamp_min(1e-6)
+    moves = {}
+    for signal, names in EXPRESSION_SIGNALS.items():
+        pair = torch.zeros(2, beta.shape[1])
+        for name in names:
+            pair[1, BLENDSHAPE_INDEX[name]] = amount
+        z = encoder(pair) @ basis
+        moves[signal] = (z[1] - z[0]) / spread
+    return {
+        "size": {signal: float(move.norm()) for signal, move in moves.items()},
+        "cosine": {
+            f"{a}-{b}": float(torch.nn.functional.cosine_similarity(moves[a], moves[b], dim=0))
+            for i, a in enumerate(moves)
+            for b in list(moves)[i + 1 :]
+        },
+    }
+
+
 def signal_range(data: ClipDataset) -> dict:
     beta = np.concatenate([data.params(c.id).expression[data.valid_indices(c.id)] for c in data.manifest.clips])
     return {
@@ -311,7 +338,9 @@ def signal_range(data: ClipDataset) -> dict:
     }
 
 
-SECTIONS = ("response", "skip_swap", "representable", "pair_fit", "pair_difference", "range", "embedding")
+SECTIONS = (
+    "response", "skip_swap", "representable", "pair_fit", "pair_difference", "range", "embedding", "separation",
+)  # fmt: skip
 
 
 def main() -> None:
@@ -342,6 +371,7 @@ def main() -> None:
             "pair_difference": lambda: pair_difference(data, args.pairs, seed=0),
             "range": lambda: signal_range(data),
             "embedding": lambda: embedding(model, data),
+            "separation": lambda: separation(model, data),
         }
         report = {name: sections[name]() for name in args.only}
     print(json.dumps(report, indent=1))
