@@ -21,8 +21,11 @@ Four measurements on a dataset made by ``export3d synth`` (or ``preprocess``), p
   ``--pair-fit-variant`` switches off the Gaussian low-pass of the upsampling, or resamples the R/2 skip from image
   space into plane-0 coordinates (the xy plane is stored with world +y at the bottom row and spans the whole
   [-0.5, 0.5] box, so the image-aligned skip reaches it flipped and 1.7x too large).
+- ``separation``: each signal alone (0 -> 0.6) moves CLeBS's basis coefficients; the size of each move in units of
+  their spread over the test frames and the cosines between the moves of two signals (``--clebs RUN`` measures
+  a ``train-clebs`` run's f_e instead of the weights' own).
 
-    python tools/diagnose_expression_control.py WEIGHTS DATASET [--clips N] [--only SECTION ...]
+    python tools/diagnose_expression_control.py WEIGHTS DATASET [--clips N] [--only SECTION ...] [--clebs RUN]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from export3d_cli.metrics.face_measurement import FaceMeter
 from export3d_cli.metrics.image_quality import to_uint8_frames
 from export3d_cli.models.generator import SourceFeatures
 from export3d_cli.models.weights_io import load_model
+from export3d_cli.training.clebs_trainer import load_expression_encoder
 from export3d_cli.training.dataset import ClipDataset
 
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -355,9 +359,12 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="measure these sections only"
     )
+    parser.add_argument("--clebs", help="a train-clebs run whose f_e replaces the weights' own (e.g. for separation)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     model = load_model(args.weights).eval()
+    if args.clebs:
+        load_expression_encoder(model.expression_encoder, args.clebs)
     data = ClipDataset(args.dataset, resolution=model.config.resolution)
     clips = data.clips("test")[: args.clips]
     with FaceMeter() as meter:

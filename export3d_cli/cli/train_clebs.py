@@ -26,6 +26,14 @@ def train_clebs(
     steps: StepsOption = None,
     clip_batch: Annotated[int | None, typer.Option("--clip-batch", min=2, help="Frames per batch (one clip).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", min=0.0, help="Learning rate.")] = None,
+    objective: Annotated[
+        str | None,
+        typer.Option(
+            "--objective",
+            help="paper: Eq. (1) as written (positive not in the denominator; τ runs to its clamp); infonce: the "
+            "positive in the denominator, symmetric (preset default: paper).",
+        ),
+    ] = None,
     seed: SeedOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -42,7 +50,9 @@ def train_clebs(
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("train-clebs runs in one process (it is small); launch it without torchrun")
-    config = with_overrides(clebs_preset(preset_name), steps=steps, clip_batch=clip_batch, lr=lr, seed=seed)
+    config = with_overrides(
+        clebs_preset(preset_name), steps=steps, clip_batch=clip_batch, lr=lr, objective=objective, seed=seed
+    )
     group = setup_process_group(device)
     from export3d_cli.config import preset
 

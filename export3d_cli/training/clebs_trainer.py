@@ -114,7 +114,7 @@ class ClebsTrainer:
         torch.manual_seed(config.seed)
         self.expression_encoder = build_expression_encoder(self.encoder_config).to(device)
         self.image_encoder = ImageEncoder(model_config.image_encoder, self.encoder_config.embed_dim).to(device)
-        self.loss = CLeBSContrastiveLoss(config.initial_tau).to(device)
+        self.loss = CLeBSContrastiveLoss(config.initial_tau, objective=config.objective).to(device)
         parameters = [*self.expression_encoder.parameters(), *self.image_encoder.parameters(), *self.loss.parameters()]
         self.optimizer = torch.optim.Adam(parameters, lr=config.lr)
         self.rng = np.random.default_rng([config.seed, 6])

@@ -19,6 +19,7 @@ class ClebsTrainConfig:
     clip_batch: int = 16  # frames per batch, all from one clip
     lr: float = 1e-3
     initial_tau: float = 0.1
+    objective: str = "paper"  # Eq. (1) as written, or "infonce" (positive in the denominator; contrastive_loss.py)
     eval_every: int = 250
     eval_clips: int = 32
     log_every: int = 10
@@ -26,6 +27,8 @@ class ClebsTrainConfig:
 
     def __post_init__(self) -> None:
         check_learning_rate(self.lr)
+        if self.objective not in ("paper", "infonce"):
+            raise UsageError(f"--objective must be paper or infonce, got {self.objective!r}")
 
 
 def check_learning_rate(lr: float) -> None:
