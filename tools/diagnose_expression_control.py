@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from export3d_cli.face.blendshapes import BLENDSHAPE_INDEX
 from export3d_cli.metrics.expression import EXPRESSION_SIGNALS, expression_signal
@@ -42,7 +44,6 @@ from export3d_cli.metrics.face_measurement import FaceMeter
 from export3d_cli.metrics.image_quality import to_uint8_frames
 from export3d_cli.models.generator import SourceFeatures
 from export3d_cli.models.weights_io import load_model
-from export3d_cli.training.clebs_trainer import load_expression_encoder
 from export3d_cli.training.dataset import ClipDataset
 
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -364,7 +365,13 @@ def main() -> None:
     torch.set_grad_enabled(False)
     model = load_model(args.weights).eval()
     if args.clebs:
-        load_expression_encoder(model.expression_encoder, args.clebs)
+        # Standardisation statistics (coefficient_*) are measured in stage 2 and the bundled weights predate them:
+        # only the MLP and the basis are taken; separation is measured in units of the spread either way.
+        state = load_file(str(Path(args.clebs) / "clebs" / "expression_encoder.safetensors"))
+        state = {key: value for key, value in state.items() if not key.startswith("coefficient_")}
+        result = model.expression_encoder.load_state_dict(state, strict=False)
+        if result.unexpected_keys or any(not key.startswith("coefficient_") for key in result.missing_keys):
+            raise SystemExit(f"{args.clebs}: does not match the weights' expression encoder ({result})")
     data = ClipDataset(args.dataset, resolution=model.config.resolution)
     clips = data.clips("test")[: args.clips]
     with FaceMeter() as meter:
