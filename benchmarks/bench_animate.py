@@ -35,13 +35,13 @@ def _environment(tree: Path) -> dict[str, str]:
     return {**environment, "PYTHONPATH": str(tree), "EXPORT3D_CACHE": tempfile.gettempdir() + "/bench-animate-cache"}
 
 
-def _cli(tree: Path, *args: str) -> list[str]:
+def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "export3d_cli", *args]
 
 
 def _knows(tree: Path, option: str) -> bool:
     help_text = subprocess.run(
-        _cli(tree, "animate", "--help"), cwd=tree, env=_environment(tree), capture_output=True, text=True, check=True
+        _cli("animate", "--help"), cwd=tree, env=_environment(tree), capture_output=True, text=True, check=True
     ).stdout
     return option in help_text
 
@@ -71,7 +71,7 @@ def main() -> None:
         for name, tree in trees.items():
             motion = Path(scratch) / f"{name}.npz"
             subprocess.run(
-                _cli(tree, "extract", "examples/driving.mp4", "-o", str(motion), "-q"),
+                _cli("extract", "examples/driving.mp4", "-o", str(motion), "-q"),
                 cwd=tree,
                 env=_environment(tree),
                 stdout=subprocess.DEVNULL,
@@ -79,7 +79,7 @@ def main() -> None:
             )
             options = ["--no-personalize"] if _knows(tree, "--no-personalize") else []
             output = str(Path(scratch) / f"{name}.mp4")
-            commands[name] = _cli(tree, "animate", "examples/source.png", str(motion), "-o", output, "-q", *options)
+            commands[name] = _cli("animate", "examples/source.png", str(motion), "-o", output, "-q", *options)
             commands[name] += args.extra
         for name in trees:  # warm-up: page cache, __pycache__
             _timed_run(trees[name], commands[name])

@@ -181,7 +181,7 @@ def fused_renderer_applies(planes: Tensor, decoder: TriplaneDecoder) -> bool:
     return _is_power_of_two_at_least_16(channels) and _is_power_of_two_at_least_16(hidden)
 
 
-def _decode(table, points, axes, decoder, sigma, features, samples, k_offset, plane_size, box_warp) -> None:
+def _decode(table, points, axes, weights, sigma, features, samples, k_offset, plane_size, box_warp) -> None:
     """The decode kernel on points [N, M, S, 3], into slots ``k_offset``.. of sigma [N*M, K], features [N*M, K, C]."""
     rays = points.shape[1]
     total = points.numel() // 3
@@ -191,10 +191,7 @@ def _decode(table, points, axes, decoder, sigma, features, samples, k_offset, pl
         table,
         points.reshape(-1, 3).contiguous(),
         axes,
-        decoder.fc0.weight.detach().float().contiguous(),
-        decoder.fc0.bias.detach().float().contiguous(),
-        decoder.fc1.weight.detach().float().contiguous(),
-        decoder.fc1.bias.detach().float().contiguous(),
+        *weights,
         sigma,
         features,
         total,
@@ -205,8 +202,8 @@ def _decode(table, points, axes, decoder, sigma, features, samples, k_offset, pl
         height,
         width,
         2.0 / box_warp,
-        width_c=decoder.fc0.in_features,
-        width_h=decoder.fc0.out_features,
+        width_c=weights[0].shape[1],
+        width_h=weights[0].shape[0],
         block=POINTS_PER_PROGRAM,
     )
 
@@ -248,16 +245,20 @@ def render_triplanes_fused(
     sigma = torch.empty(n * rays, k_total, device=device, dtype=compute)
     features = torch.empty(n * rays, k_total, channels, device=device, dtype=compute)
 
+    # fc0.weight [HIDDEN, C], fc0.bias, fc1.weight [1 + C, HIDDEN], fc1.bias: float32, once for both passes.
+    weights = [p.detach().float().contiguous() for p in (decoder.fc0.weight, decoder.fc0.bias, decoder.fc1.weight,
+                                                          decoder.fc1.bias)]  # fmt: skip
+
     def points(at: Tensor) -> Tensor:  # [N, M, K, 1] -> [N, M, K, 3]
         return origins.unsqueeze(-2) + at * directions.unsqueeze(-2)
 
     with torch.no_grad():
-        _decode(table, points(depths), axes, decoder, sigma, features, samples, 0, (height, width), box_warp)
+        _decode(table, points(depths), axes, weights, sigma, features, samples, 0, (height, width), box_warp)
         all_depths = depths
         if uniforms is not None:
             coarse_sigma = sigma[:, :samples].reshape(n, rays, samples, 1)
             fine = importance_depths(depths, interval_weights(coarse_sigma, depths), uniforms)
-            _decode(table, points(fine), axes, decoder, sigma, features, importance_samples, samples,
+            _decode(table, points(fine), axes, weights, sigma, features, importance_samples, samples,
                     (height, width), box_warp)  # fmt: skip
             all_depths = torch.cat([depths, fine], dim=-2)
         flat_depths = all_depths.reshape(n * rays, k_total)
