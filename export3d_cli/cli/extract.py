@@ -53,6 +53,7 @@ def extract(
             "valid_frames": result.frames - result.missing,
             "missing_frames": result.missing,
             "fps": result.fps,
+            "variable_frame_rate": result.frame_times is not None,
             "source": str(driving),
             "decode_error": result.decode_error,
         }

@@ -14,6 +14,8 @@ key                     type                   meaning
 ``fps``                 float64 scalar         frame rate of the driving video
 ``source``              str scalar             path of the driving video (its audio track)
 ``expression_names``    str [52]               blendshape names, in order
+``frame_times``         float64 [T], optional  each frame's own time in seconds, for a variable-frame-rate
+                                               driver (absent for a constant rate: frame k is at k / fps)
 ======================  =====================  ==========================================
 
 Readers accept files of this version or older and ignore unknown keys. Before any array is loaded, the
@@ -49,6 +51,7 @@ _MAX_BYTES = {
     "expression": MAX_MOTION_FRAMES * EXPRESSION_DIM * 4,
     "camera": MAX_MOTION_FRAMES * LABEL_DIM * 4,
     "valid": MAX_MOTION_FRAMES * 8,
+    "frame_times": MAX_MOTION_FRAMES * 8,
     "version": 64,
     "fps": 64,
     "source": 4 * 65_536,  # a path of up to 64 Ki characters, stored as UCS-4
@@ -57,13 +60,15 @@ _MAX_BYTES = {
 
 @dataclass(frozen=True)
 class Motion:
-    """Per-frame driving signals. Shapes: expression [T, 52], camera [T, 25], valid [T]."""
+    """Per-frame driving signals. Shapes: expression [T, 52], camera [T, 25], valid [T]; ``frame_times`` [T]
+    seconds (strictly increasing) for a variable-frame-rate driver, None for a constant rate (frame k at k / fps)."""
 
     expression: np.ndarray
     camera: np.ndarray
     valid: np.ndarray
     fps: float
     source: str
+    frame_times: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         frames = self.valid.shape[0]
@@ -72,10 +77,17 @@ class Motion:
                 f"motion shapes disagree: expression {self.expression.shape}, camera {self.camera.shape}, "
                 f"valid {self.valid.shape}"
             )
+        if self.frame_times is not None and self.frame_times.shape != (frames,):
+            raise ValueError(f"frame_times has shape {self.frame_times.shape}, expected ({frames},)")
 
     @property
     def frames(self) -> int:
         return int(self.valid.shape[0])
+
+    def first(self, frames: int) -> Motion:
+        """The first ``frames`` frames only."""
+        times = None if self.frame_times is None else self.frame_times[:frames]
+        return Motion(self.expression[:frames], self.camera[:frames], self.valid[:frames], self.fps, self.source, times)
 
 
 def save_motion(path: str | Path, motion: Motion) -> Path:
@@ -92,6 +104,7 @@ def save_motion(path: str | Path, motion: Motion) -> Path:
             fps=np.float64(motion.fps),
             source=np.array(motion.source),
             expression_names=np.array(BLENDSHAPE_NAMES),
+            **({} if motion.frame_times is None else {"frame_times": motion.frame_times.astype(np.float64)}),
         )
     return path
 
@@ -133,6 +146,7 @@ def load_motion(path: str | Path) -> Motion:
             valid = np.asarray(data["valid"]).astype(bool)
             fps = float(data["fps"])
             source = str(data["source"])
+            frame_times = np.asarray(data["frame_times"], dtype=np.float64) if "frame_times" in data.files else None
     except InputError:
         raise
     except (
@@ -156,4 +170,8 @@ def load_motion(path: str | Path) -> Motion:
         raise InputError(f"{path}: motion file holds non-finite values")
     if not MIN_FPS <= fps <= MAX_FPS:  # also refuses NaN
         raise InputError(f"{path}: motion file fps {fps} is outside {MIN_FPS:g}-{MAX_FPS:g}")
-    return Motion(expression=expression, camera=camera, valid=valid, fps=fps, source=source)
+    if frame_times is not None and not (
+        frame_times.shape == (frames,) and np.isfinite(frame_times).all() and (np.diff(frame_times) > 0).all()
+    ):
+        raise InputError(f"{path}: motion file frame_times must be {frames} finite, strictly increasing seconds")
+    return Motion(expression=expression, camera=camera, valid=valid, fps=fps, source=source, frame_times=frame_times)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,9 @@ class VideoMotion:
     Shapes: expression [T, 52] float32, camera [T, 25] float32, valid [T] bool,
     landmarks [T, 478, 2] float32 (image pixels, gaps filled), transforms [T, 2, 3]
     float64 (image → R×R crop, smoothed). ``frame_indices`` [T] are the decoded
-    frames used (differs from arange(T) when resampled).
+    frames used (differs from arange(T) when resampled). ``frame_times`` [T] float64
+    seconds: each frame's own time in a variable-frame-rate video analysed frame by
+    frame (None for a constant rate, where frame k is at k / fps, and when resampled).
     """
 
     expression: np.ndarray
@@ -81,6 +83,7 @@ class VideoMotion:
     source: str
     resolution: int
     decode_error: str | None
+    frame_times: np.ndarray | None = None
 
     @property
     def frames(self) -> int:
@@ -96,7 +99,7 @@ class VideoMotion:
 
     def motion(self) -> Motion:
         """The part a motion file keeps."""
-        return Motion(self.expression, self.camera, self.valid, self.fps, self.source)
+        return Motion(self.expression, self.camera, self.valid, self.fps, self.source, self.frame_times)
 
 
 def sampled_frames(
@@ -154,8 +157,20 @@ def analyze_video(
         frames = sampled_frames(iter(reader), source_fps, fps)
         tracked = _track(frames, fps or source_fps, face_index, max_frames, total, progress, str(path), landmarks)
         decode_error = reader.error
+        times = None if fps is not None else _decoded_frame_times(reader.info.frame_times, len(tracked[3]))
     # Absolute: a motion file is used from other folders, where a relative path names another video (or none).
-    return _finish(*tracked, fps or source_fps, str(Path(path).resolve()), resolution, smoothing, decode_error)
+    motion = _finish(*tracked, fps or source_fps, str(Path(path).resolve()), resolution, smoothing, decode_error)
+    return motion if times is None else replace(motion, frame_times=times)
+
+
+def _decoded_frame_times(stamps: np.ndarray | None, frames: int) -> np.ndarray | None:
+    """The times of the first ``frames`` decoded frames, from the packets' sorted presentation times; None when
+    the stream has a constant rate or the stamps cannot be trusted (fewer than the frames decoded, or repeated
+    times), so that the video falls back to its average rate rather than to wrong times."""
+    if stamps is None or len(stamps) < frames:
+        return None
+    times = np.asarray(stamps[:frames], dtype=np.float64)
+    return times if (np.diff(times) > 0).all() else None
 
 
 def analyze_frames(

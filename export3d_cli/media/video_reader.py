@@ -23,9 +23,9 @@ Every decoded frame comes out exactly once (``-fps_mode passthrough``): "one out
 must hold for a variable-frame-rate phone video and for one whose first frame is stamped late, where resampling
 to a constant rate repeated or dropped frames. ``info.fps`` is the stream's rate; for a variable-rate stream
 (detected from the packets' timestamps, read without decoding) it is the average rate over the stream, so a
-video written at ``info.fps`` lasts as long as the input and its audio stays in sync at both ends. The
-timestamps of the individual frames are not carried over: in between, a frame can be off by up to the input's
-own jitter.
+video written at ``info.fps`` lasts as long as the input and its audio stays in sync at both ends. For such a
+stream ``info.frame_times`` also holds every frame's own presentation time (the packets' times, sorted: the order
+the decoder hands frames out), which motion files keep and the video writer reproduces frame by frame.
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ class VideoInfo:
     ``frame_count_from_video`` is True when that count is the video stream's own (an AVI header, the stream's
     duration tag, or a file without audio) rather than a container duration that may cover a longer audio track.
     ``warnings`` lists guesses made along the way (e.g. the 25 fps fallback), one line each, for the caller to show.
+    ``frame_times`` [frame_count] float64 seconds, for a variable-frame-rate stream only (None otherwise): frame
+    k's presentation time on the file's clock, where a constant-rate stream's frame k is simply at k / fps.
     """
 
     path: Path
@@ -115,6 +117,7 @@ class VideoInfo:
     has_audio: bool
     warnings: tuple[str, ...]
     frame_count_from_video: bool = True
+    frame_times: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def probe_video(path: str | os.PathLike[str], *, timeout: float = _PROBE_TIMEOUT) -> VideoInfo:
@@ -158,10 +161,15 @@ def probe_video(path: str | os.PathLike[str], *, timeout: float = _PROBE_TIMEOUT
         fps = timing.frames / timing.duration
         note = (
             f"{path}: variable frame rate ({timing.frames} frames over {timing.duration:.2f} s); "
-            f"frames are taken as they are, at the average {fps:.3f} fps"
+            f"each frame is kept at its own time (average {fps:.3f} fps)"
         )
         info = dataclasses.replace(
-            info, fps=fps, frame_count=timing.frames, frame_count_from_video=True, warnings=(*info.warnings, note)
+            info,
+            fps=fps,
+            frame_count=timing.frames,
+            frame_count_from_video=True,
+            warnings=(*info.warnings, note),
+            frame_times=timing.times,
         )
     promised = _avi_frame_count(path)
     # ffmpeg scales its duration for a cut AVI down to the bytes present, so a cut file would seem complete.
@@ -172,12 +180,14 @@ def probe_video(path: str | os.PathLike[str], *, timeout: float = _PROBE_TIMEOUT
 
 @dataclass(frozen=True)
 class PacketTiming:
-    """The video stream's packets as the demuxer stamps them: count, span in seconds, and whether the intervals
-    between consecutive presentation times differ (a variable frame rate)."""
+    """The video stream's packets as the demuxer stamps them: count, span in seconds, whether the intervals
+    between consecutive presentation times differ (a variable frame rate), and the times [frames] in seconds,
+    sorted (presentation order)."""
 
     frames: int
     duration: float
     variable: bool
+    times: np.ndarray = dataclasses.field(compare=False, repr=False)
 
 
 # Intervals differing by more than this fraction of the median count as a variable frame rate (timestamps are
@@ -236,7 +246,7 @@ def parse_packet_timing(text: str) -> PacketTiming | None:
     variable = bool(np.abs(intervals - median).max() > _VARIABLE_RATE_TOLERANCE * median)
     if stamps[-1][1] <= 0:  # no duration on the last packet: assume the typical interval
         span += median * time_base
-    return PacketTiming(frames=len(stamps), duration=span, variable=variable)
+    return PacketTiming(frames=len(stamps), duration=span, variable=variable, times=starts * time_base)
 
 
 class VideoReader:

@@ -22,6 +22,13 @@ Odd sizes: yuv420p stores chroma per 2x2 block, so H.264 needs even dimensions. 
 by one column or row on the right or bottom *in numpy*, repeating the edge pixels: unlike ffmpeg's ``pad``
 filter (a solid colour) this leaves no dark line whose colour would bleed into the last real row through the
 shared chroma. The decoded video has the even size.
+
+Per-frame times: given ``frame_times`` (a variable-frame-rate driver's own timestamps), the frames go to ffmpeg
+wrapped in a Matroska stream (:mod:`~export3d_cli.media.matroska_stream`), which carries a timestamp per frame,
+and the encode keeps them (``-fps_mode passthrough``, the demuxer's 1 µs time base, a 90 kHz MP4 track). Each
+frame is then shown at its driving frame's moment, not at k / average rate. The first frame starts the video, and
+the audio is taken from the same moment of the driver (``-ss``), so a driver whose first frame is stamped late
+keeps its sound in sync too. Without ``frame_times`` the raw frames are piped at a constant ``fps``.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from export3d_cli.media.ffmpeg_process import (
     rate_arg,
     summarise_errors,
 )
+from export3d_cli.media.matroska_stream import MatroskaFrameStream
 from export3d_cli.media.video_reader import probe_video
 from export3d_cli.signals import interruptions_held
 
@@ -90,6 +98,10 @@ class VideoWriter:
     (one line: the output path and ffmpeg's last error line), and ``ValueError`` for invalid arguments, a frame
     of the wrong shape or dtype, or a write after :meth:`close`.
 
+    ``frame_times`` (seconds, finite, strictly increasing; at least one per frame written) shows frame k at
+    ``frame_times[k] - frame_times[0]`` and takes the audio from ``frame_times[0]`` on; ``fps`` then only names
+    the nominal rate (and the length of the last frame when no later time is known).
+
     ``quality_crf`` is x264's constant rate factor (lower is better; 18 looks lossless to most eyes). 0 is truly
     lossless but needs the High 4:4:4 Predictive profile, which browsers and phones do not play.
     """
@@ -104,6 +116,7 @@ class VideoWriter:
         audio_from: str | os.PathLike[str] | None = None,
         quality_crf: int = 18,
         preset: str = "medium",
+        frame_times: np.ndarray | None = None,
     ) -> None:
         width, height, quality_crf = operator.index(width), operator.index(height), operator.index(quality_crf)
         if not (math.isfinite(fps) and fps > 0):
@@ -114,6 +127,7 @@ class VideoWriter:
             raise ValueError(f"quality_crf must be in 0..51, got {quality_crf}")
         if preset not in X264_PRESETS:
             raise ValueError(f"preset must be one of {', '.join(X264_PRESETS)}; got {preset!r}")
+        self.frame_times = None if frame_times is None else _checked_times(frame_times)
         self.path = prepare_output_file(path)
         # The source is checked now, not after a long encode; a video without sound is simply not used.
         self.audio_source = Path(audio_from) if audio_from is not None and has_audio_stream(audio_from) else None
@@ -124,6 +138,11 @@ class VideoWriter:
         self._shape = (height, width, 3)
         self._padding = ((0, height % 2), (0, width % 2), (0, 0)) if height % 2 or width % 2 else None
         self._rate = rate_arg(exact_rate(fps))  # 29.97 -> 30000/1001: the stream's rate is exact
+        self._stream = None
+        self._pending = b""  # bytes owed to ffmpeg before the next frame's pixels (the Matroska header first)
+        if self.frame_times is not None:
+            self._stream = MatroskaFrameStream(width=width + width % 2, height=height + height % 2)
+            self._pending = self._stream.header()
         self._closed = False
         self._result: Path | None = None
 
@@ -142,6 +161,7 @@ class VideoWriter:
                 preset=preset,
                 # Only the file that is moved into place needs its index up front; rewriting a temporary one is waste.
                 faststart=self.audio_source is None,
+                timed=self.frame_times is not None,
             )
             try:
                 self._proc = subprocess.Popen(
@@ -174,10 +194,19 @@ class VideoWriter:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != self._shape:
             got = f"{frame.dtype} {list(frame.shape)}" if isinstance(frame, np.ndarray) else type(frame).__name__
             raise ValueError(f"frame must be uint8 {list(self._shape)} (the declared size), got {got}")
+        if self.frame_times is not None and self.frames_written >= len(self.frame_times):
+            given = len(self.frame_times)
+            raise ValueError(f"{self.path}: frame {self.frames_written + 1} has no time ({given} given)")
         if self._padding is not None:
             frame = np.pad(frame, self._padding, mode="edge")
+        if self._stream is not None:
+            start, end = self._frame_span(self.frames_written)
+            self._pending += self._stream.frame_header(start, end - start)
         try:
             try:
+                if self._pending:
+                    self._proc.stdin.write(self._pending)
+                    self._pending = b""
                 self._proc.stdin.write(np.ascontiguousarray(frame).data)
             except OSError:
                 # A broken pipe: ffmpeg stopped reading, so it has failed; its stderr says why.
@@ -218,8 +247,24 @@ class VideoWriter:
         self._result = self.path
         return self.path
 
+    @property
+    def duration(self) -> float:
+        """Seconds the frames written so far last (the audio is cut to this)."""
+        if self.frame_times is None:
+            return self.frames_written / self.fps
+        return self._frame_span(self.frames_written - 1)[1]
+
+    def _frame_span(self, index: int) -> tuple[float, float]:
+        """(start, end) of frame ``index`` in seconds from the first frame: it lasts until the next frame's time,
+        the last one for 1 / fps."""
+        times = self.frame_times
+        start = float(times[index] - times[0])
+        end = float(times[index + 1] - times[0]) if index + 1 < len(times) else start + 1.0 / self.fps
+        return start, end
+
     def _mux_audio(self, output: Path) -> None:
-        cmd = _mux_command(self._video_tmp, self.audio_source, output, duration=self.frames_written / self.fps)
+        start = 0.0 if self.frame_times is None else max(0.0, float(self.frame_times[0]))
+        cmd = _mux_command(self._video_tmp, self.audio_source, output, duration=self.duration, audio_start=start)
         done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if done.returncode != 0:
             lines = done.stderr.decode("utf-8", "replace").splitlines()
@@ -258,26 +303,41 @@ def _discard(proc: subprocess.Popen[bytes], stderr: StderrDrain, video_tmp: Path
         video_tmp.unlink(missing_ok=True)
 
 
+def _checked_times(frame_times: np.ndarray) -> np.ndarray:
+    times = np.asarray(frame_times, dtype=np.float64)
+    if times.ndim != 1 or times.size == 0:
+        raise ValueError(f"frame_times must be a non-empty 1-D array, got shape {list(times.shape)}")
+    if not np.isfinite(times).all():
+        raise ValueError("frame_times must be finite")
+    if times.size > 1 and not (np.diff(times) > 0).all():
+        raise ValueError("frame_times must strictly increase")
+    return times
+
+
+# A variable-rate encode keeps the demuxer's 1 µs stamps through the encoder and stores them on the usual 90 kHz
+# MP4 clock (11 µs resolution), where libx264 would otherwise re-time frames to a guessed constant rate. No
+# B-frames: with reordering, MP4's decode-time deltas of an irregular sequence no longer add up to its
+# presentation span (a 1.04 s test clip got a 0.72 s track duration, which players may stop at).
+_TIMED_INPUT = ["-f", "matroska"]
+_TIMED_OUTPUT = ["-fps_mode", "passthrough", "-enc_time_base", "demux", "-video_track_timescale", "90000", "-bf", "0"]
+
+
 def _encode_command(
-    output: Path, *, width: int, height: int, rate: str, crf: int, preset: str, faststart: bool
+    output: Path, *, width: int, height: int, rate: str, crf: int, preset: str, faststart: bool, timed: bool = False
 ) -> list[str]:
-    """The ffmpeg command that encodes raw rgb24 frames from stdin into an MP4 (a seam for the tests)."""
+    """The ffmpeg command that encodes rgb24 frames from stdin into an MP4: raw frames at ``rate``, or with
+    ``timed`` a Matroska stream whose frames carry their own times (a seam for the tests)."""
+    raw_input = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{width}x{height}", "-framerate", rate]
     return [
         imageio_ffmpeg.get_ffmpeg_exe(),
         "-hide_banner",
         "-loglevel",
         "error",
         "-y",  # the temporary file exists already (mkstemp reserved its name)
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        "-video_size",
-        f"{width}x{height}",
-        "-framerate",
-        rate,
+        *(_TIMED_INPUT if timed else raw_input),
         "-i",
         "pipe:0",
+        *(_TIMED_OUTPUT if timed else []),
         "-c:v",
         "libx264",
         "-preset",
@@ -299,9 +359,9 @@ def _encode_command(
     ]
 
 
-def _mux_command(video: Path, audio: Path, output: Path, *, duration: float) -> list[str]:
-    """The ffmpeg command that copies ``video``'s stream and adds ``audio``'s first audio stream, cut to
-    ``duration`` seconds, as AAC (a seam for the tests)."""
+def _mux_command(video: Path, audio: Path, output: Path, *, duration: float, audio_start: float = 0.0) -> list[str]:
+    """The ffmpeg command that copies ``video``'s stream and adds ``audio``'s first audio stream from
+    ``audio_start`` seconds on, cut to ``duration`` seconds, as AAC (a seam for the tests)."""
     return [
         imageio_ffmpeg.get_ffmpeg_exe(),
         "-hide_banner",
@@ -311,6 +371,7 @@ def _mux_command(video: Path, audio: Path, output: Path, *, duration: float) -> 
         "-y",
         "-i",
         ffmpeg_url(video),
+        *(["-ss", f"{audio_start:.6f}"] if audio_start > 0 else []),
         "-t",
         f"{duration:.6f}",
         "-i",

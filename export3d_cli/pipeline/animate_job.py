@@ -98,7 +98,14 @@ def animate_source(
     total = driving.frames
     driver_frames = _driver_frames(driving) if options.side_by_side else None
     source_panel = analysis.crop
-    with VideoWriter(output, fps=driving.motion.fps, width=width, height=height, audio_from=audio) as writer:
+    with VideoWriter(
+        output,
+        fps=driving.motion.fps,
+        width=width,
+        height=height,
+        audio_from=audio,
+        frame_times=driving.motion.frame_times,
+    ) as writer:
         if on_stage is not None:
             on_stage("rendering", total)
         for index, frame in enumerate(animator.render(encoded, betas, cameras)):

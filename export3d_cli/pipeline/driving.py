@@ -148,6 +148,4 @@ def relative_cameras(cameras: np.ndarray, valid: np.ndarray, source_camera: np.n
 
 def with_frames(driving: Driving, frames: int) -> Driving:
     """The first ``frames`` frames only."""
-    motion = driving.motion
-    cut = Motion(motion.expression[:frames], motion.camera[:frames], motion.valid[:frames], motion.fps, motion.source)
-    return replace(driving, motion=cut)
+    return replace(driving, motion=driving.motion.first(frames))

@@ -12,8 +12,10 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
@@ -30,6 +32,7 @@ from export3d_cli.models import Export3D
 from export3d_cli.pipeline.animator import Animator
 from export3d_cli.pipeline.compose import fit_square
 
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SOURCE = EXAMPLES / "source.png"
 DRIVER = EXAMPLES / "driving.mp4"
@@ -125,6 +128,37 @@ def test_animate_writes_max_frames_at_the_drivers_rate_and_the_models_size_with_
     assert info.has_audio, "the driver's audio track is copied"
     assert info.duration == pytest.approx(FRAMES / 25.0, abs=0.05)
     assert reference_frames.std() > 5, "the frames show the render, not a flat colour"
+
+
+@pytest.fixture(scope="module")
+def variable_rate_driver(tmp_path_factory) -> Path:
+    """The first 12 frames of driving.mp4 re-stamped irregularly (frames 6-11 1.5 frame intervals apart, times
+    truncated to 1/25 s), with its audio: a phone-style variable-frame-rate clip."""
+    path = tmp_path_factory.mktemp("vfr") / "phone.mkv"
+    retime = "setpts='(N+if(gt(N\\,5)\\,N/2\\,0))/25/TB'"
+    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-i", str(DRIVER), "-frames:v", str(FRAMES), "-vf", retime]
+    subprocess.run([*cmd, "-fps_mode", "vfr", "-c:v", "libx264", "-c:a", "aac", "-shortest", str(path)], check=True)
+    return path
+
+
+def test_a_variable_rate_driver_gives_each_frame_its_own_time_through_a_motion_file_too(
+    weights, out_dir, variable_rate_driver
+):
+    driver_times = probe_video(variable_rate_driver).frame_times
+    assert driver_times is not None and len(driver_times) == FRAMES
+    motion = out_dir / "phone.npz"
+    extracted = invoke("extract", variable_rate_driver, "-o", motion, "--json", "-q")
+    assert extracted.code == 0, extracted.err
+    assert json.loads(extracted.out)["variable_frame_rate"] is True
+    for driving in (variable_rate_driver, motion):
+        output = out_dir / f"from_{driving.suffix[1:]}.mp4"
+        result = animate(weights, SOURCE, driving, "-o", output, "-q")
+        assert result.code == 0, result.err
+        info = probe_video(output)
+        assert info.has_audio
+        # One output frame per driving frame, each at its driving frame's moment (90 kHz clock).
+        np.testing.assert_allclose(info.frame_times, driver_times - driver_times[0], atol=1e-4)
+        assert len(decode(output)) == FRAMES
 
 
 def test_animate_leaves_no_temporary_files_next_to_the_output(basic):

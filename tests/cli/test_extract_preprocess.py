@@ -32,7 +32,16 @@ from export3d_cli.face.head_pose import NOSE_TIP
 from export3d_cli.face.motion_file import load_motion
 
 EXAMPLE_PHOTO = Path(__file__).resolve().parents[2] / "examples" / "source.png"
-JSON_KEYS = {"output", "frames", "valid_frames", "missing_frames", "fps", "source", "decode_error"}
+JSON_KEYS = {
+    "output",
+    "frames",
+    "valid_frames",
+    "missing_frames",
+    "fps",
+    "variable_frame_rate",
+    "source",
+    "decode_error",
+}
 RESOLUTION = 128
 
 
@@ -136,6 +145,7 @@ def test_extract_json_prints_one_object_matching_the_motion_file(json_extract, d
         "valid_frames": 36,
         "missing_frames": 4,
         "fps": 25.0,
+        "variable_frame_rate": False,
         "source": str(driving_video.path),
         "decode_error": None,
     }

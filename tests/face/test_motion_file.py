@@ -131,6 +131,35 @@ def test_motion_rejects_inconsistent_shapes():
         Motion(motion.expression, motion.camera[:, :16], motion.valid, 25.0, "x")
 
 
+def test_frame_times_round_trip_and_stay_absent_for_a_constant_rate(tmp_path):
+    times = np.array([0.0417, 0.08, 0.2, 0.21, 0.5, 0.533, 0.6])
+    timed = Motion(**{**make_motion().__dict__, "frame_times": times})
+    loaded = load_motion(save_motion(tmp_path / "vfr.npz", timed))
+    np.testing.assert_array_equal(loaded.frame_times, times)
+    assert loaded.frame_times.dtype == np.float64
+    np.testing.assert_array_equal(loaded.first(3).frame_times, times[:3])
+    assert loaded.first(3).frames == 3
+    constant = save_motion(tmp_path / "cfr.npz", make_motion())
+    with np.load(constant, allow_pickle=False) as data:
+        assert "frame_times" not in data.files  # older readers see exactly the format they know
+    assert load_motion(constant).frame_times is None
+
+
+def test_motion_rejects_frame_times_of_another_length():
+    motion = make_motion(frames=4)
+    with pytest.raises(ValueError, match="frame_times"):
+        Motion(motion.expression, motion.camera, motion.valid, 25.0, "x", np.arange(3.0))
+
+
+@pytest.mark.parametrize(
+    "times",
+    [np.arange(6.0), np.array([0, 1, 2, 2, 3, 4, 5.0]), np.array([0, 1, 2, np.nan, 4, 5, 6]), np.full((7, 2), 1.0)],
+    ids=["too-few", "repeated", "nan", "2-d"],
+)
+def test_bad_frame_times_are_input_errors(tmp_path, times):
+    assert_load_fails(write_npz(tmp_path / "motion.npz", frame_times=times), match="frame_times")
+
+
 # --- loading errors ---
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import math
 import os
 import signal
 import subprocess
@@ -513,6 +514,9 @@ def test_a_variable_frame_rate_video_gives_each_decoded_frame_once_at_its_averag
     assert any("variable frame rate" in warning for warning in info.warnings)
     # Every frame of testsrc differs from the next: none was repeated.
     assert all(not np.array_equal(a, b) for a, b in itertools.pairwise(frames))
+    # Each frame's own time, as setpts stamped it (truncated to its 1/25 s time base; Matroska keeps 1 ms).
+    stamped = [math.floor(n + (n / 3 if n > 10 else 0)) / 25 for n in range(VFR_FRAMES)]
+    np.testing.assert_allclose(info.frame_times, stamped, atol=0.0015)
 
 
 def test_a_video_whose_first_frame_is_stamped_late_gives_exactly_its_frames(tmp_path):
@@ -521,6 +525,7 @@ def test_a_video_whose_first_frame_is_stamped_late_gives_exactly_its_frames(tmp_
     assert sum(1 for _ in read_video_frames(video)) == VFR_FRAMES
     assert info.fps == pytest.approx(25.0)
     assert not any("variable" in warning for warning in info.warnings)
+    assert info.frame_times is None  # a constant rate: frame k is at k / fps
 
 
 def test_packet_timing_parses_framecrc_and_tells_constant_from_variable_rates():
@@ -536,5 +541,9 @@ def test_packet_timing_parses_framecrc_and_tells_constant_from_variable_rates():
     jumpy = header + "".join(f"0, {t}, {t}, 40, 100, 0x0\n" for t in (0, 40, 80, 200, 240))
     timing = video_reader.parse_packet_timing(jumpy)
     assert timing.variable and timing.frames == 5 and timing.duration == pytest.approx(0.28)
+    np.testing.assert_allclose(timing.times, [0, 0.04, 0.08, 0.2, 0.24])
+    # Packets come in decode order (B-frames); the times are in presentation order.
+    reordered = header + "".join(f"0, {i * 40 - 80}, {t}, 40, 100, 0x0\n" for i, t in enumerate((0, 80, 40, 200)))
+    np.testing.assert_allclose(video_reader.parse_packet_timing(reordered).times, [0, 0.04, 0.08, 0.2])
     assert video_reader.parse_packet_timing("#tb 0: 1/1000\n0, 0, 0, 40, 1, 0x0\n") is None  # one packet
     assert video_reader.parse_packet_timing("garbage") is None

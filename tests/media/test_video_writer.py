@@ -226,6 +226,77 @@ def test_mux_failure_leaves_nothing(monkeypatch, tmp_path, driver_with_audio):
     assert listing(tmp_path) == []
 
 
+# --- per-frame times (a variable-frame-rate driver) -----------------------------------------------------------
+
+IRREGULAR_TIMES = np.array([0.25, 0.29, 0.35, 0.383, 0.75, 0.77, 1.15, 1.25])
+
+
+def decoded_audio(path: Path, rate: int = 8000) -> np.ndarray:
+    """The first audio stream as mono float samples in [-1, 1]."""
+    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1"]
+    raw = subprocess.run([*cmd, "-ar", str(rate), "-f", "s16le", "pipe:1"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.int16) / 32768.0
+
+
+def test_frame_times_are_kept_frame_by_frame(tmp_path):
+    path = tmp_path / "vfr.mp4"
+    # An odd size too: the padded frames must still line up with the Matroska stream's declared size.
+    writer = write_solid_video(path, len(IRREGULAR_TIMES), width=63, height=47, frame_times=IRREGULAR_TIMES)
+    assert listing(tmp_path) == ["vfr.mp4"]
+    info = probe_video(path)
+    np.testing.assert_allclose(info.frame_times, IRREGULAR_TIMES - IRREGULAR_TIMES[0], atol=1 / 90000)
+    assert info.duration == pytest.approx(writer.duration) and writer.duration == pytest.approx(1.0 + 1 / 25)
+    _, frames = read_frames(path)
+    assert len(frames) == len(IRREGULAR_TIMES)  # the last frame too (it needs a duration to be shown)
+    for frame, colour in zip(frames, solid_colours(len(IRREGULAR_TIMES)), strict=True):
+        assert np.abs(frame[:47, :63].astype(int) - colour).max() <= 6
+
+
+def test_fewer_frames_than_times_end_where_the_next_frame_would_start(tmp_path):
+    writer = write_solid_video(tmp_path / "cut.mp4", 4, frame_times=IRREGULAR_TIMES)
+    assert writer.duration == pytest.approx(0.75 - 0.25)
+    assert probe_video(tmp_path / "cut.mp4").duration == pytest.approx(0.5, abs=1e-3)
+
+
+@pytest.mark.parametrize(("first_time", "heard_at_once"), [(0.5, True), (0.0, False)])
+def test_the_audio_starts_at_the_first_frames_moment(tmp_path, first_time, heard_at_once):
+    """The driver is silent for 0.5 s, then a tone: an output whose first frame is stamped 0.5 s starts with
+    the tone; one stamped 0 starts silent. Either way the sound lasts as long as the frames."""
+    driver = tmp_path / "late_tone.mkv"
+    tone = "aevalsrc='if(gte(t\\,0.5)\\,0.8*sin(2*PI*440*t)\\,0)':d=2:s=8000"
+    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:d=2"]
+    subprocess.run([*cmd, "-f", "lavfi", "-i", tone, "-c:v", "libx264", "-c:a", "aac", str(driver)], check=True)
+    times = first_time + np.array([0.0, 0.04, 0.1, 0.14, 0.3, 0.34, 0.38, 0.5, 0.6, 0.7])
+    path = tmp_path / "out.mp4"
+    writer = write_solid_video(path, len(times), audio_from=driver, frame_times=times)
+    samples = decoded_audio(path)
+    opening = np.sqrt(np.mean(samples[: 8000 // 10] ** 2))  # the first 0.1 s
+    assert (opening > 0.3) == heard_at_once, opening
+    assert len(samples) / 8000 == pytest.approx(writer.duration, abs=0.03)
+    np.testing.assert_allclose(probe_video(path).frame_times, times - times[0], atol=1 / 90000)
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        (np.array([0.0, 0.04, 0.04]), "strictly increase"),
+        (np.array([0.0, np.nan]), "finite"),
+        (np.zeros((2, 2)), "1-D"),
+        (np.array([]), "non-empty"),
+    ],
+)
+def test_bad_frame_times_are_value_errors_before_ffmpeg_starts(tmp_path, times, message):
+    with pytest.raises(ValueError, match=message):
+        VideoWriter(tmp_path / "out.mp4", fps=25, width=WIDTH, height=HEIGHT, frame_times=times)
+    assert listing(tmp_path) == []
+
+
+def test_a_frame_beyond_the_given_times_is_a_value_error_and_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError, match="frame 3 has no time"):
+        write_solid_video(tmp_path / "out.mp4", 3, frame_times=np.array([0.0, 0.04]))
+    assert listing(tmp_path) == []
+
+
 # --- failures leave nothing behind -------------------------------------------------------------------------------
 
 
