@@ -21,6 +21,7 @@ import numpy as np
 
 from export3d_cli.face.blendshapes import EXPRESSION_DIM
 from export3d_cli.face.landmarker_model import face_landmarker_path
+from export3d_cli.face.mediapipe_import import import_mediapipe
 from export3d_cli.face.offline import run_offline
 from export3d_cli.signals import interruptions_held
 
@@ -74,6 +75,7 @@ class FaceLandmarker:
         # MediaPipe's C++ logging goes to stderr before the first detection; keep the CLI's stderr clean.
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import_mediapipe()  # first, so that its plotting helpers stay unloaded
         from mediapipe.tasks.python import BaseOptions, vision
 
         running_mode = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
