@@ -93,7 +93,8 @@ def preprocess_video(root: Path, video: Path, config: PreprocessConfig, progress
     frames = motion.frames
     crop_landmarks = np.stack([motion.transform(t).apply(motion.landmarks[t]) for t in range(frames)])  # [T, 478, 2]
     with ClipWriter(root, clip_id, config.resolution, overwrite=True) as writer, VideoReader(video) as reader:
-        for output_index, (_, frame) in enumerate(sampled_frames(iter(reader), reader.info.fps, config.fps)):
+        sampled = sampled_frames(iter(reader), reader.info.fps, config.fps, reader.info.frame_times)
+        for output_index, (_, frame) in enumerate(sampled):
             if output_index >= frames:
                 break
             writer.add_frame(warp_to_crop(frame, motion.transform(output_index), config.resolution))

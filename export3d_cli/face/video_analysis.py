@@ -103,11 +103,19 @@ class VideoMotion:
 
 
 def sampled_frames(
-    reader: Iterator[np.ndarray], source_fps: float, fps: float | None
+    reader: Iterator[np.ndarray], source_fps: float, fps: float | None, frame_times: np.ndarray | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (decoded frame index, frame) at rate ``fps`` (nearest frame; repeats when upsampling)."""
+    """Yield (decoded frame index, frame) at rate ``fps`` (nearest frame; repeats when upsampling).
+
+    Output k is at k / fps after the first frame. Without ``frame_times`` decoded frame i is at i / source_fps;
+    with them (a variable-rate video's own times [N] in seconds) each frame is placed at its own time, so a phone
+    clip's bursts and stalls are sampled where they happened rather than as if its frames were evenly spaced.
+    """
     if fps is None:
         yield from enumerate(reader)
+        return
+    if frame_times is not None:
+        yield from _sampled_by_time(reader, source_fps, fps, np.asarray(frame_times, np.float64))
         return
     step = source_fps / fps
     next_output = 0
@@ -118,6 +126,32 @@ def sampled_frames(
             next_output += 1
         # A frame rate rounding can skip past `index`; the next decoded frame then serves that output.
         while math.floor(next_output * step + 0.5) < index:
+            next_output += 1
+
+
+_TIE_MARGIN = 1e-9  # seconds
+
+
+def _sampled_by_time(
+    reader: Iterator[np.ndarray], source_fps: float, fps: float, frame_times: np.ndarray
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``sampled_frames`` for frames at their own times: frame i serves the outputs nearer to it than to its
+    neighbours (a tie goes to the later frame, as in the constant-rate rule); the last frame, and any frame decoded
+    beyond the times given, lasts 1 / source_fps."""
+    times = frame_times - frame_times[0]
+
+    def time_of(index: int) -> float:
+        if index < len(times):
+            return float(times[index])
+        return float(times[-1]) + (index - len(times) + 1) / source_fps
+
+    next_output = 0
+    for index, frame in enumerate(reader):
+        # From the midpoint on the next frame is the nearer one. The margin keeps an exact tie with the later frame
+        # when rounding puts the midpoint a hair late (times are stamped in µs at best, so it decides nothing else).
+        boundary = (time_of(index) + time_of(index + 1)) / 2 - _TIE_MARGIN
+        while next_output / fps < boundary:
+            yield index, frame
             next_output += 1
 
 
@@ -154,7 +188,7 @@ def analyze_video(
             total = math.ceil(total * fps / source_fps)
         if total is not None and max_frames is not None:
             total = min(total, max_frames)
-        frames = sampled_frames(iter(reader), source_fps, fps)
+        frames = sampled_frames(iter(reader), source_fps, fps, reader.info.frame_times)
         tracked = _track(frames, fps or source_fps, face_index, max_frames, total, progress, str(path), landmarks)
         decode_error = reader.error
         times = None if fps is not None else _decoded_frame_times(reader.info.frame_times, len(tracked[3]))

@@ -296,3 +296,56 @@ def test_analysis_without_landmarks_gives_the_same_motion_and_keeps_far_less_per
     assert full.landmarks is not None
     frames = lean.frames
     assert full_peak - lean_peak > frames * 478 * 2 * 4, (frames, full_peak, lean_peak)
+
+
+def _nearest_in_time(times: list[float], fps: float, source_fps: float) -> list[int]:
+    """Brute force: output k takes the frame nearest to k / fps (ties to the later one) while k / fps is before
+    the last frame's time + half a source interval."""
+    relative = [t - times[0] for t in times]
+    indices = []
+    k = 0
+    while k / fps < relative[-1] + 0.5 / source_fps:
+        distances = [abs(t - k / fps) for t in relative]
+        best = min(distances)
+        indices.append(max(i for i, d in enumerate(distances) if d - best < 1e-12))
+        k += 1
+    return indices
+
+
+def test_a_variable_rate_video_is_resampled_by_its_frames_own_times():
+    """A burst (frames 10 ms apart) and a stall (200 ms): each output takes the frame nearest to its moment."""
+    times = [0.5, 0.54, 0.58, 0.59, 0.60, 0.61, 0.81, 0.85, 0.89, 0.93]
+    sampled = list(sampled_frames(iter(range(10)), 10 / 0.47, 25.0, np.array(times)))
+    assert [index for index, _ in sampled] == _nearest_in_time(times, 25.0, 10 / 0.47)
+    assert [index for index, _ in sampled] == [0, 1, 2, 5, 5, 5, 6, 6, 6, 7, 8, 9]  # frames 3, 4 skipped
+    assert all(index == frame for index, frame in sampled)
+
+
+def test_evenly_spaced_times_sample_exactly_like_the_constant_rate_rule():
+    for source_fps, fps in ((30.0, 25.0), (25.0, 50.0), (25.0, 12.5), (29.97, 24.0)):
+        times = np.arange(40) / source_fps + 0.123
+        by_time = [index for index, _ in sampled_frames(iter(range(40)), source_fps, fps, times)]
+        by_index = [index for index, _ in sampled_frames(iter(range(40)), source_fps, fps)]
+        assert by_time == by_index, (source_fps, fps)
+
+
+def test_frames_decoded_beyond_the_given_times_continue_at_the_average_rate():
+    indices = [index for index, _ in sampled_frames(iter(range(6)), 25.0, 25.0, np.array([0.0, 0.04, 0.08]))]
+    assert indices == list(range(6))
+
+
+def test_analysing_a_variable_rate_video_at_a_fixed_rate_samples_by_time(driving_video_mkv, tmp_path):
+    """The 40-frame driver re-stamped with frames 21-39 two intervals apart: at 25 fps the second half's frames
+    each serve two outputs (an index-based resampler would have run through them at the average rate)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    video = tmp_path / "stall.mkv"
+    retime = "setpts='(N+if(gt(N\\,20)\\,N-20\\,0))/25/TB'"
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(driving_video_mkv.path)]
+    subprocess.run([*cmd, "-vf", retime, "-fps_mode", "vfr", "-c:v", "ffv1", str(video)], check=True)
+    motion = analyze_video(video, fps=25.0, resolution=64)
+    times = [(n + max(0, n - 20)) / 25 for n in range(40)]
+    assert motion.frame_indices.tolist() == _nearest_in_time(times, 25.0, 40 / (times[-1] + 0.04))
+    assert motion.frames == 59 and motion.frame_times is None  # resampled to a constant rate
