@@ -33,12 +33,16 @@ class OneEuroConfig:
     d_cutoff: float = 1.0
 
 
-def one_euro_filter(values: np.ndarray, fps: float, config: OneEuroConfig) -> np.ndarray:
+def one_euro_filter(
+    values: np.ndarray, fps: float, config: OneEuroConfig, times: np.ndarray | None = None
+) -> np.ndarray:
     """Filter each column of ``values: [T, D]`` with a causal One-Euro filter sampled at ``fps``; returns ``[T, D]``.
 
-    The first row passes unchanged (the filter starts at rest on it). Floating-point input keeps its dtype;
-    other input comes back as float64. Values must be finite: fill gaps first, since a NaN would propagate
-    into every later frame.
+    ``times`` [T] (seconds, strictly increasing) gives each sample its own moment, as in a variable-frame-rate
+    video: each step then uses its own interval, as the One-Euro filter is defined (a sample after a stall moves
+    further towards the new value than one a frame later would). The first row passes unchanged (the filter
+    starts at rest on it). Floating-point input keeps its dtype; other input comes back as float64. Values must
+    be finite: fill gaps first, since a NaN would propagate into every later frame.
     """
     values = np.asarray(values)
     if values.ndim != 2:
@@ -53,6 +57,10 @@ def one_euro_filter(values: np.ndarray, fps: float, config: OneEuroConfig) -> np
     if len(values) == 0:
         return values.astype(out_dtype)
 
+    if times is not None:
+        times = np.asarray(times, dtype=np.float64)
+        if times.shape != (len(values),) or not np.isfinite(times).all() or not (np.diff(times) > 0).all():
+            raise ValueError(f"times must be {len(values)} finite, strictly increasing seconds")
     # Accumulate in float64 whatever the input: the recursion runs over thousands of frames.
     signal = values.astype(np.float64)
     period = 1.0 / fps
@@ -61,6 +69,9 @@ def one_euro_filter(values: np.ndarray, fps: float, config: OneEuroConfig) -> np
     out[0] = estimate = signal[0]
     speed = np.zeros(signal.shape[1])
     for t in range(1, len(signal)):
+        if times is not None:
+            period = float(times[t] - times[t - 1])
+            derivative_alpha = _smoothing_factor(config.d_cutoff, period)
         # Speed against the previous *filtered* value, as in the paper's pseudocode: differencing raw samples
         # would feed the very jitter being removed into the cutoff.
         speed += derivative_alpha * ((signal[t] - estimate) / period - speed)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -162,8 +162,10 @@ def _choose_face(faces: list[FaceObservation], previous_centre: np.ndarray | Non
     return faces[int(np.argmin(distances))]
 
 
-def _smooth(values: np.ndarray, fps: float, config: OneEuroConfig | None) -> np.ndarray:
-    return values if config is None else one_euro_filter(values, fps, config)
+def _smooth(
+    values: np.ndarray, fps: float, config: OneEuroConfig | None, times: np.ndarray | None = None
+) -> np.ndarray:
+    return values if config is None else one_euro_filter(values, fps, config, times)
 
 
 def analyze_video(
@@ -193,8 +195,9 @@ def analyze_video(
         decode_error = reader.error
         times = None if fps is not None else _decoded_frame_times(reader.info.frame_times, len(tracked[3]))
     # Absolute: a motion file is used from other folders, where a relative path names another video (or none).
-    motion = _finish(*tracked, fps or source_fps, str(Path(path).resolve()), resolution, smoothing, decode_error)
-    return motion if times is None else replace(motion, frame_times=times)
+    return _finish(
+        *tracked, fps or source_fps, str(Path(path).resolve()), resolution, smoothing, decode_error, frame_times=times
+    )
 
 
 def _decoded_frame_times(stamps: np.ndarray | None, frames: int) -> np.ndarray | None:
@@ -292,17 +295,19 @@ def _finish(
     resolution: int,
     smoothing: Smoothing,
     decode_error: str | None,
+    frame_times: np.ndarray | None = None,
 ) -> VideoMotion:
-    """Fill gaps, smooth, and derive cameras and crop transforms from the smoothed pose."""
+    """Fill gaps, smooth (at the frames' own times when given), and derive cameras and crop transforms from the
+    smoothed pose."""
     frames = valid.shape[0]
-    expressions = np.clip(_smooth(fill_gaps(expressions, valid), fps, smoothing.expression), 0.0, 1.0)
-    rotations = _smooth(fill_gaps(rotations, valid), fps, smoothing.pose)
+    expressions = np.clip(_smooth(fill_gaps(expressions, valid), fps, smoothing.expression, frame_times), 0.0, 1.0)
+    rotations = _smooth(fill_gaps(rotations, valid), fps, smoothing.pose, frame_times)
     poses = [HeadPose.from_rotation_vector(vector) for vector in rotations]
     cameras = np.stack([pose.label() for pose in poses])  # [T, 25]
     transforms = None
     if landmarks is not None:
         landmarks = fill_gaps(landmarks.reshape(frames, -1), valid).reshape(frames, LANDMARK_COUNT, 2)
-        transforms = _crop_transforms(landmarks, cameras, fps, resolution, smoothing)
+        transforms = _crop_transforms(landmarks, cameras, fps, resolution, smoothing, frame_times)
     return VideoMotion(
         expression=expressions.astype(np.float32),
         camera=cameras.astype(np.float32),
@@ -314,11 +319,17 @@ def _finish(
         source=source,
         resolution=resolution,
         decode_error=decode_error,
+        frame_times=frame_times,
     )
 
 
 def _crop_transforms(
-    landmarks: np.ndarray, cameras: np.ndarray, fps: float, resolution: int, smoothing: Smoothing
+    landmarks: np.ndarray,
+    cameras: np.ndarray,
+    fps: float,
+    resolution: int,
+    smoothing: Smoothing,
+    frame_times: np.ndarray | None = None,
 ) -> np.ndarray:
     """Smoothed image → R×R crop transforms [T, 2, 3] from landmarks [T, 478, 2] and cameras [T, 25]."""
     params = np.stack(
@@ -326,6 +337,6 @@ def _crop_transforms(
     )  # [T, 4]: log scale, angle, tx, ty
     params[:, 1] = np.unwrap(params[:, 1])
     params[:, 2:] /= resolution  # translation in crop units, so one filter setting fits every resolution
-    params = _smooth(params, fps, smoothing.pose)
+    params = _smooth(params, fps, smoothing.pose, frame_times)
     params[:, 2:] *= resolution
     return np.stack([SimilarityTransform.from_params(p).matrix for p in params])

@@ -67,6 +67,52 @@ def test_matches_the_papers_algorithm_with_speed_adaptation():
     np.testing.assert_allclose(one_euro_filter(values, 30.0, config), expected, rtol=1e-12, atol=1e-12)
 
 
+def one_euro_loop_timed(x: np.ndarray, times: np.ndarray, config: OneEuroConfig) -> np.ndarray:
+    """Algorithm 1 with each sample's own interval (the paper's filter takes a timestamp per sample)."""
+    x_hat = float(x[0])
+    dx_hat = 0.0
+    out = [x_hat]
+    for sample, before, now in zip(x[1:], times[:-1], times[1:], strict=True):
+        rate = 1.0 / (now - before)
+        dx = (float(sample) - x_hat) * rate
+        dx_hat += smoothing_factor(config.d_cutoff, rate) * (dx - dx_hat)
+        cutoff = config.min_cutoff + config.beta * abs(dx_hat)
+        x_hat += smoothing_factor(cutoff, rate) * (float(sample) - x_hat)
+        out.append(x_hat)
+    return np.array(out)
+
+
+def test_timed_samples_follow_the_papers_algorithm_with_each_interval():
+    rng = np.random.default_rng(2)
+    times = np.cumsum(rng.uniform(0.01, 0.12, size=120))
+    values = np.cumsum(rng.normal(size=(120, 3)), axis=0)
+    config = OneEuroConfig(min_cutoff=0.8, beta=0.7, d_cutoff=1.5)
+    expected = np.stack([one_euro_loop_timed(values[:, d], times, config) for d in range(3)], axis=1)
+    np.testing.assert_allclose(one_euro_filter(values, 25.0, config, times), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_evenly_spaced_times_filter_exactly_like_the_rate():
+    values = np.cumsum(np.random.default_rng(3).normal(size=(80, 2)), axis=0)
+    config = OneEuroConfig(min_cutoff=1.0, beta=2.0)
+    timed = one_euro_filter(values, 30.0, config, 5.0 + np.arange(80) / 30.0)
+    np.testing.assert_allclose(timed, one_euro_filter(values, 30.0, config), rtol=1e-9, atol=1e-12)
+
+
+def test_a_sample_after_a_stall_moves_most_of_the_way_to_its_value():
+    values = np.array([[0.0], [0.0], [1.0]])
+    config = OneEuroConfig(min_cutoff=1.0, beta=0.0)
+    at_rate = one_euro_filter(values, 25.0, config)[-1, 0]
+    after_stall = one_euro_filter(values, 25.0, config, np.array([0.0, 0.04, 2.04]))[-1, 0]
+    assert at_rate == pytest.approx(smoothing_factor(1.0, 25.0))  # 0.2: one 40 ms step
+    assert after_stall == pytest.approx(smoothing_factor(1.0, 1 / 2.0))  # 0.93: one 2 s step
+
+
+@pytest.mark.parametrize("times", [np.array([0.0, 0.1]), np.array([0.0, 0.1, 0.1]), np.array([0.0, np.nan, 1.0])])
+def test_bad_times_are_refused(times):
+    with pytest.raises(ValueError, match="times must be 3 finite"):
+        one_euro_filter(np.zeros((3, 1)), 25.0, OneEuroConfig(), times)
+
+
 def test_step_response_settles_as_the_cutoff_predicts():
     fps, cutoff = 30.0, 1.0
     values = np.ones((60, 1))
