@@ -8,10 +8,13 @@ A model's ``config.json`` may carry, beside its ``config``::
 ``--no-personalize`` or ``--personalized FILE``), and keep the result in the cache:
 
     $EXPORT3D_CACHE (default $XDG_CACHE_HOME/export3d, else ~/.cache/export3d)
-        /personalized/<first 16 hex of the weights' sha256>/<photo sha256>.safetensors (+ .json)
+        /personalized/<first 16 hex of the weights' sha256>/<photo sha256>-face<k>-steps<n>-v<version>.safetensors
+        (+ .json)
 
 keyed by the photo's content and the weights, never by a file name: a renamed copy of a photo reuses its file,
-an edited photo or other weights get their own.
+an edited photo or other weights get their own. So do another face of the same photo (``--face-index``), another
+number of tuning steps, and another version of the personalisation itself (``PERSONALIZATION_VERSION``): a result
+made by an older export3d is not passed off as today's.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from export3d_cli.models.export3d import Export3D
 from export3d_cli.personalization.personalized_file import file_sha256
 from export3d_cli.personalization.tuning import StepCallback
-from export3d_cli.personalization.tuning_config import TuningConfig
+from export3d_cli.personalization.tuning_config import PERSONALIZATION_VERSION, TuningConfig
 
 CACHE_ENV = "EXPORT3D_CACHE"
 
@@ -61,8 +64,9 @@ def cache_folder() -> Path:
     return Path(base) / "export3d"
 
 
-def cached_file(base_sha256: str, photo_sha256: str) -> Path:
-    return cache_folder() / "personalized" / base_sha256[:16] / f"{photo_sha256}.safetensors"
+def cached_file(base_sha256: str, photo_sha256: str, *, face_index: int, steps: int) -> Path:
+    name = f"{photo_sha256}-face{face_index}-steps{steps}-v{PERSONALIZATION_VERSION}.safetensors"
+    return cache_folder() / "personalized" / base_sha256[:16] / name
 
 
 def cached_personalization(
@@ -80,7 +84,7 @@ def cached_personalization(
     ``base_sha256`` is ``weights_sha256(weights_directory)``, computed once by the caller."""
     from export3d_cli.personalization.personalize import Personalizer
 
-    target = cached_file(base_sha256, file_sha256(photo))
+    target = cached_file(base_sha256, file_sha256(photo), face_index=face_index, steps=steps)
     if target.is_file() and target.with_suffix(".json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

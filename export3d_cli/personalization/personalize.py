@@ -13,6 +13,7 @@ from export3d_cli.models.export3d import Export3D
 from export3d_cli.personalization.personal_set import PersonalSet, build_personal_set
 from export3d_cli.personalization.personalized_file import file_sha256, save_personalized, weights_sha256
 from export3d_cli.personalization.tuning import StepCallback, TuningConfig, tune
+from export3d_cli.personalization.tuning_config import PERSONALIZATION_VERSION
 
 
 @dataclass
@@ -24,6 +25,7 @@ class PreparedPhoto:
     analysis: FaceAnalysis
     sha256: str
     resolution: int
+    face_index: int = 0
 
     def personal_set(self, config: TuningConfig) -> PersonalSet:
         return build_personal_set(self.image, self.analysis, self.resolution, count=config.set_size, seed=config.seed)
@@ -51,7 +53,7 @@ class Personalizer:
         image = load_image(photo)
         resolution = self.model.config.resolution
         analysis = analyze_image(image, resolution=resolution, face_index=face_index, name=str(photo))
-        return PreparedPhoto(photo, image, analysis, file_sha256(photo), resolution)
+        return PreparedPhoto(photo, image, analysis, file_sha256(photo), resolution, face_index)
 
     def personalize(
         self,
@@ -65,8 +67,10 @@ class Personalizer:
         tuned = copy.deepcopy(self.model)
         result = tune(tuned, personal_set, config, on_step=on_step)
         metadata = {
+            "version": PERSONALIZATION_VERSION,
             "photo_sha256": photo.sha256,
             "photo_name": photo.path.name,
+            "face_index": photo.face_index,
             "base_weights_sha256": self.base_sha256,
             "resolution": photo.resolution,
             "steps": config.steps,

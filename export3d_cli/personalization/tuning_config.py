@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from export3d_cli.errors import UsageError
 
+# What a personalisation produces for a given photo, face, base weights and steps. Bump it with any change to the
+# personal set or the tuning: cached results of another version are then made anew instead of reused.
+PERSONALIZATION_VERSION = 2
+
 
 @dataclass(frozen=True)
 class TuningConfig:

@@ -12,6 +12,8 @@ from cli_support import assert_one_clean_error, invoke
 from model_support import saved_tiny_weights
 from PIL import Image
 
+from export3d_cli.personalization.tuning_config import PERSONALIZATION_VERSION
+
 REAL_FACES = Path(__file__).parents[1] / "data" / "real_faces"
 PHOTO = REAL_FACES / "obama_2010_blue_room.jpg"
 OTHER = REAL_FACES / "biden_2010_blue_room.jpg"
@@ -173,7 +175,9 @@ def test_default_run_personalises_once_per_photo_content_and_weights(needy_weigh
     first = invoke("animate", PHOTO, DRIVER, "-o", tmp_path / "a.mp4", "--weights", needy_weights, *common)
     assert first.code == 0, first.err
     (made,) = cached_files(cache)
-    assert made.name == f"{hashlib.sha256(PHOTO.read_bytes()).hexdigest()}.safetensors"
+    photo_hash = hashlib.sha256(PHOTO.read_bytes()).hexdigest()
+    assert made.name == f"{photo_hash}-face0-steps3-v{PERSONALIZATION_VERSION}.safetensors"
+    assert json.loads(made.with_suffix(".json").read_text())["version"] == PERSONALIZATION_VERSION
     stamp = made.stat().st_mtime_ns
     renamed = tmp_path / "renamed.jpg"
     renamed.write_bytes(PHOTO.read_bytes())
@@ -184,6 +188,25 @@ def test_default_run_personalises_once_per_photo_content_and_weights(needy_weigh
     # Weights that do not ask for it are used as they are, and add nothing to the cache.
     plain = invoke("animate", PHOTO, DRIVER, "-o", tmp_path / "c.mp4", "--weights", weights, *common)
     assert plain.code == 0 and cached_files(cache) == [made]
+
+
+def test_the_cache_keeps_apart_faces_step_counts_and_personalisation_versions(tmp_path, monkeypatch):
+    from export3d_cli.personalization import cache
+
+    monkeypatch.setenv("EXPORT3D_CACHE", str(tmp_path))
+    base, photo = "ab" * 32, "cd" * 32
+    reference = cache.cached_file(base, photo, face_index=0, steps=300)
+    assert reference == cache.cached_file(base, photo, face_index=0, steps=300)
+    assert reference.parent == tmp_path / "personalized" / base[:16]
+    others = {
+        cache.cached_file(base, photo, face_index=1, steps=300),
+        cache.cached_file(base, photo, face_index=0, steps=100),
+        cache.cached_file("ef" * 32, photo, face_index=0, steps=300),
+        cache.cached_file(base, "01" * 32, face_index=0, steps=300),
+    }
+    monkeypatch.setattr(cache, "PERSONALIZATION_VERSION", PERSONALIZATION_VERSION + 1)
+    others.add(cache.cached_file(base, photo, face_index=0, steps=300))
+    assert len(others) == 5 and reference not in others
 
 
 def test_no_personalize_uses_the_base_model(needy_weights, weights, tmp_path, monkeypatch):
