@@ -66,6 +66,8 @@ class GeneratorConfig:
     lowpass_size: int = 5
     triplane_channels: int = 32
     ema_momentum: float = 0.999  # T_EMA <- m T_EMA + (1 - m) mean(T)
+    # Per-texel tri-plane directions, one per CLeBS basis vector, added to G's output (models/expression_planes.py).
+    expression_planes: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ class ModelConfig:
             problems.append(f"expression.kind must be 'clebs' or 'direct', got {e.kind!r}")
         if e.kind == "clebs" and not 0 < e.basis_size <= e.embed_dim:
             problems.append("expression.basis_size n must satisfy 0 < n <= embed_dim d")
+        if self.generator.expression_planes and e.kind != "clebs":
+            problems.append("generator.expression_planes needs the CLeBS expression encoder (its basis)")
         r = self.renderer
         if r.plane_axes not in ("orthogonal", "eg3d"):
             problems.append(f"renderer.plane_axes must be 'orthogonal' or 'eg3d', got {r.plane_axes!r}")

@@ -2,6 +2,7 @@
 
     beta'_D = f_e(beta_D)                          CLeBS (or the direct ablation)
     T       = G(S, beta'_D) + T_EMA                tri-plane [3, 32, R/2, R/2]
+              (+ sum_k z_k D_k: expression tri-planes, with ``generator.expression_planes``)
               (+ P(beta'_D): a person's own tri-planes, when personalised — ``personalization``)
     F       = render(T, p_D)                       feature image [32, R/4, R/4], F[:3] = raw RGB
     D_hat   = SR(F)                                RGB [3, R, R]
@@ -42,7 +43,9 @@ class Export3D(nn.Module):
         super().__init__()
         self.config = config
         self.expression_encoder = build_expression_encoder(config.expression)
-        self.generator = TriplaneGenerator(config.generator, config.resolution, config.expression.embed_dim)
+        self.generator = TriplaneGenerator(
+            config.generator, config.resolution, config.expression.embed_dim, config.expression.basis_size
+        )
         self.renderer = TriplaneRenderer(config.renderer, config.generator.triplane_channels, config.render_resolution)
         self.superres = SuperResolution(config.superres, config.generator.triplane_channels)
         # Set by ``personalization.personal_triplanes.attach``; not part of the base weights.

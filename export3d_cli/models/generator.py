@@ -15,7 +15,9 @@ Expression path (per driving frame):
     conv -> 96 channels = 3 planes x 32
 
 T_EMA is a buffer with the exponential moving average of generated tri-planes;
-it is updated in training mode only and added to every output.
+it is updated in training mode only and added to every output. With
+``expression_planes`` the per-texel expression directions Σ z_k D_k are added
+too (``expression_planes.py``; not part of T_EMA's average).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from export3d_cli.layers.conv_block import ResidualConvBlock, downsample_block
 from export3d_cli.layers.lowpass import GaussianLowPass
 from export3d_cli.layers.patch_merge import OverlapPatchMerge
 from export3d_cli.layers.vit_block import EAdaLNViTBlock
+from export3d_cli.models.expression_planes import ExpressionPlanes
 
 
 @dataclass
@@ -73,7 +76,7 @@ def _tokens_to_grid(tokens: Tensor, size: int) -> Tensor:
 
 
 class TriplaneGenerator(nn.Module):
-    def __init__(self, config: GeneratorConfig, resolution: int, embed_dim: int) -> None:
+    def __init__(self, config: GeneratorConfig, resolution: int, embed_dim: int, basis_size: int = 0) -> None:
         super().__init__()
         self.config = config
         self.resolution = resolution
@@ -109,6 +112,11 @@ class TriplaneGenerator(nn.Module):
 
         plane = resolution // 2
         self.register_buffer("triplane_ema", torch.zeros(1, 3, config.triplane_channels, plane, plane))
+        self.expression_planes = (
+            ExpressionPlanes(embed_dim, basis_size, (3, config.triplane_channels, plane, plane))
+            if config.expression_planes
+            else None
+        )
 
     def encode_source(self, source: Tensor) -> SourceFeatures:
         """Shapes: source [B, 3, R, R] in [-1, 1] -> SourceFeatures."""
@@ -137,7 +145,10 @@ class TriplaneGenerator(nn.Module):
         planes = planes.reshape(planes.shape[0], 3, self.config.triplane_channels, *planes.shape[-2:])
         if self.training:
             self._update_triplane_ema(planes)
-        return planes + self.triplane_ema
+        planes = planes + self.triplane_ema
+        if self.expression_planes is not None:
+            planes = planes + self.expression_planes(expression)
+        return planes
 
     @torch.no_grad()
     def _update_triplane_ema(self, planes: Tensor) -> None:

@@ -1,0 +1,172 @@
+"""Fit expression tri-planes (``models/expression_planes.py``) onto trained weights, everything else frozen.
+
+    python tools/fit_expression_planes.py WEIGHTS DATASET -o RUN [--steps 1500] [--lr 1e-2] [--batch 8]
+
+Each step draws ``--batch`` clips of the training split, a source and a target frame of each (same identity, other
+expression and pose) and fits the directions D_k so that G's tri-plane + Σ z_k D_k, rendered at the target's camera,
+reproduces the target: L1 on the image and on the raw image, 0.5·(1 − SSIM), and a small L2 on D (what the data do
+not constrain stays zero). G, the renderer, SR and CLeBS are frozen (eval mode), so the weights they had are kept
+bit for bit and only ``generator.expression_planes.*`` is new. The coordinates z (the CLeBS basis V and the
+coefficients' mean and spread) are fixed from the training split's frames before the first step.
+
+Resumable: ``RUN/checkpoint.safetensors`` (+ ``.json``) every ``--checkpoint-every`` steps holds D and Adam's state;
+a step's pairs are drawn from ``seed + step``, so a resumed run draws what an uninterrupted one would. At the end
+``RUN/model/`` holds the weights (``config.json`` as the base's, with ``generator.expression_planes`` on) and
+``RUN/fit.json`` the losses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from export3d_cli.atomic import atomic_path, atomic_write_text
+from export3d_cli.metrics.image_quality import ssim
+from export3d_cli.models.export3d import Export3D
+from export3d_cli.models.weights_io import CONFIG_FILE, load_model
+from export3d_cli.training.dataset import ClipDataset
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+def with_expression_planes(base: Export3D) -> Export3D:
+    """``base`` rebuilt with expression planes (zero directions), every other tensor copied."""
+    generator = dataclasses.replace(base.config.generator, expression_planes=True)
+    config = dataclasses.replace(base.config, generator=generator)
+    model = Export3D(config)
+    result = model.load_state_dict(base.state_dict(), strict=False)
+    unexpected = [key for key in result.missing_keys if not key.startswith("generator.expression_planes.")]
+    if result.unexpected_keys or unexpected:
+        raise SystemExit(f"weights do not fit: {result}")
+    return model
+
+
+@torch.no_grad()
+def set_coordinates(model: Export3D, data: ClipDataset, clips) -> None:
+    encoder = model.expression_encoder
+    basis = encoder.basis()
+    expression = torch.cat([torch.from_numpy(data.params(clip.id).expression).float() for clip in clips])
+    model.generator.expression_planes.set_coordinates(basis, encoder(expression) @ basis)
+
+
+def draw_pairs(data: ClipDataset, clips, batch: int, rng: np.random.Generator):
+    sources, targets, expressions, cameras = [], [], [], []
+    for clip_index in rng.choice(len(clips), batch):
+        clip = clips[clip_index]
+        source, target = rng.choice(data.valid_indices(clip.id), 2, replace=False)
+        frames = data.batch(clip.id, [int(source), int(target)])
+        sources.append(frames.images[:1])
+        targets.append(frames.images[1:])
+        expressions.append(frames.expression[1:])
+        cameras.append(frames.camera[1:])
+    return torch.cat(sources), torch.cat(targets), torch.cat(expressions), torch.cat(cameras)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights")
+    parser.add_argument("dataset")
+    parser.add_argument("-o", "--output", required=True, type=Path)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--decay", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    args = parser.parse_args()
+
+    base_directory = Path(args.weights)
+    model = with_expression_planes(load_model(base_directory)).eval()
+    model.requires_grad_(False)
+    planes = model.generator.expression_planes
+    planes.directions.requires_grad_(True)
+    data = ClipDataset(args.dataset, resolution=model.config.resolution)
+    clips = data.clips("train")
+    set_coordinates(model, data, clips)
+    optimizer = torch.optim.Adam([planes.directions], lr=args.lr)
+    args.output.mkdir(parents=True, exist_ok=True)
+    checkpoint = args.output / CHECKPOINT
+    first, losses = 1, []
+    if checkpoint.is_file():
+        state = load_file(str(checkpoint))
+        progress = json.loads(checkpoint.with_suffix(".json").read_text())
+        with torch.no_grad():
+            planes.directions.copy_(state["directions"])
+        planes.directions.grad = torch.zeros_like(planes.directions)
+        optimizer.step()  # creates Adam's state for the parameter (a zero gradient moves nothing)
+        adam = optimizer.state[planes.directions]
+        adam["exp_avg"].copy_(state["exp_avg"])
+        adam["exp_avg_sq"].copy_(state["exp_avg_sq"])
+        adam["step"].fill_(progress["step"])
+        first, losses = progress["step"] + 1, progress["losses"]
+        print(f"resumed at step {progress['step']}", flush=True)
+    start = time.perf_counter()
+    for step in range(first, args.steps + 1):
+        rng = np.random.default_rng(args.seed + step)
+        source, target, expression, camera = draw_pairs(data, clips, args.batch, rng)
+        with torch.no_grad():
+            embedding = model.expression_encoder(expression)
+            # G without the planes (they are zero-cost to add below, with gradient).
+            planes_of_g = model.generator.generate(model.encode_source(source), embedding) - planes(embedding)
+        output = model.render_planes(planes_of_g + planes(embedding), camera)
+        raw_target = F.interpolate(target, size=output.image_raw.shape[-2:], mode="area")
+        loss = (
+            (output.image - target).abs().mean()
+            + (output.image_raw - raw_target).abs().mean()
+            + 0.5 * (1.0 - ssim(output.image, target).mean())
+            + args.decay * planes.directions.square().mean()
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(round(float(loss.detach()), 5))
+        if step % 10 == 0:
+            print(f"step {step} loss {np.mean(losses[-10:]):.4f} {time.perf_counter() - start:.0f} s", flush=True)
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            adam = optimizer.state[planes.directions]
+            with atomic_path(checkpoint) as tmp:
+                save_file(
+                    {
+                        "directions": planes.directions.detach().contiguous(),
+                        "exp_avg": adam["exp_avg"].contiguous(),
+                        "exp_avg_sq": adam["exp_avg_sq"].contiguous(),
+                    },
+                    str(tmp),
+                )
+            atomic_write_text(checkpoint.with_suffix(".json"), json.dumps({"step": step, "losses": losses}))
+    model.requires_grad_(False)
+    target_directory = args.output / "model"
+    model.save_pretrained(target_directory)
+    # Keep what the base's config.json says besides the architecture (e.g. "personalization").
+    base_config = json.loads((base_directory / CONFIG_FILE).read_text())
+    new_config = json.loads((target_directory / CONFIG_FILE).read_text())
+    merged = {**base_config, "config": new_config["config"]}
+    atomic_write_text(target_directory / CONFIG_FILE, json.dumps(merged, indent=2) + "\n")
+    for extra in base_directory.iterdir():
+        if extra.name not in ("model.safetensors", CONFIG_FILE) and extra.is_file():
+            shutil.copy2(extra, target_directory / extra.name)
+    summary = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "decay": args.decay,
+        "batch": args.batch,
+        "seed": args.seed,
+        "clips": len(clips),
+        "first_loss": losses[0],
+        "last_loss": float(np.mean(losses[-50:])),
+    }
+    atomic_write_text(args.output / "fit.json", json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
