@@ -27,18 +27,23 @@ def low_pass_loop(x: np.ndarray, alpha: float) -> np.ndarray:
     return np.array(out)
 
 
-def one_euro_loop(x: np.ndarray, fps: float, config: OneEuroConfig) -> np.ndarray:
-    """Scalar One-Euro filter of a 1-D signal, following Casiez et al. (2012), Algorithm 1."""
+def one_euro_reference(x: np.ndarray, rates: list[float], config: OneEuroConfig) -> np.ndarray:
+    """Scalar One-Euro filter of a 1-D signal, following Casiez et al. (2012), Algorithm 1; ``rates[t]`` is
+    1 / (time of sample t+1 − time of sample t)."""
     x_hat = float(x[0])
     dx_hat = 0.0
     out = [x_hat]
-    for sample in x[1:]:
-        dx = (float(sample) - x_hat) * fps
-        dx_hat += smoothing_factor(config.d_cutoff, fps) * (dx - dx_hat)
+    for sample, rate in zip(x[1:], rates, strict=True):
+        dx = (float(sample) - x_hat) * rate
+        dx_hat += smoothing_factor(config.d_cutoff, rate) * (dx - dx_hat)
         cutoff = config.min_cutoff + config.beta * abs(dx_hat)
-        x_hat += smoothing_factor(cutoff, fps) * (float(sample) - x_hat)
+        x_hat += smoothing_factor(cutoff, rate) * (float(sample) - x_hat)
         out.append(x_hat)
     return np.array(out)
+
+
+def one_euro_loop(x: np.ndarray, fps: float, config: OneEuroConfig) -> np.ndarray:
+    return one_euro_reference(x, [fps] * (len(x) - 1), config)
 
 
 # --- one_euro_filter ---------------------------------------------------------------------------------------------
@@ -69,17 +74,7 @@ def test_matches_the_papers_algorithm_with_speed_adaptation():
 
 def one_euro_loop_timed(x: np.ndarray, times: np.ndarray, config: OneEuroConfig) -> np.ndarray:
     """Algorithm 1 with each sample's own interval (the paper's filter takes a timestamp per sample)."""
-    x_hat = float(x[0])
-    dx_hat = 0.0
-    out = [x_hat]
-    for sample, before, now in zip(x[1:], times[:-1], times[1:], strict=True):
-        rate = 1.0 / (now - before)
-        dx = (float(sample) - x_hat) * rate
-        dx_hat += smoothing_factor(config.d_cutoff, rate) * (dx - dx_hat)
-        cutoff = config.min_cutoff + config.beta * abs(dx_hat)
-        x_hat += smoothing_factor(cutoff, rate) * (float(sample) - x_hat)
-        out.append(x_hat)
-    return np.array(out)
+    return one_euro_reference(x, list(1.0 / np.diff(times)), config)
 
 
 def test_timed_samples_follow_the_papers_algorithm_with_each_interval():
