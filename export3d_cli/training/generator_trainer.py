@@ -97,7 +97,10 @@ class TrainingState:
 
 def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: torch.device) -> TrainingState:
     torch.manual_seed(config.seed)
-    model = Export3D(model_config_for(config)).to(device)
+    model_config = model_config_for(config)
+    if config.init_weights:
+        model_config = _with_expression_planes_of(model_config, config.init_weights)
+    model = Export3D(model_config).to(device)
     unstandardized_init = False
     if config.init_weights:
         unstandardized_init = _load_initial_weights(model, config.init_weights)
@@ -121,6 +124,18 @@ def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: to
     rng = np.random.default_rng([config.seed, 5])
     return TrainingState(
         model, ema, optimizer, discriminator, discriminator_optimizer, rng, unstandardized_init=unstandardized_init
+    )
+
+
+def _with_expression_planes_of(model_config: ModelConfig, reference: str) -> ModelConfig:
+    """``model_config`` with expression tri-planes if the ``--init`` weights have them (they are not a preset
+    setting: ``tools/fit_expression_planes.py`` adds them to trained weights)."""
+    from export3d_cli.models.weights_io import read_config, resolve_weights
+
+    if not read_config(resolve_weights(reference)).generator.expression_planes:
+        return model_config
+    return dataclasses.replace(
+        model_config, generator=dataclasses.replace(model_config.generator, expression_planes=True)
     )
 
 
@@ -194,10 +209,31 @@ def measure_expression_statistics(state: TrainingState, dataset: ClipDataset, cl
     expressions = [dataset.params(clip.id).expression[dataset.valid_indices(clip.id)] for clip in clips]
     frames = torch.from_numpy(np.concatenate(expressions)).float()
     for model in (state.model, state.ema):
+        planes = model.generator.expression_planes
+        # The expression tri-planes' z must not change with β′'s new scale: the same frames, seen through the
+        # standardised β′, give it new coordinates (their own mean and spread absorb the change).
+        z_before = None if planes is None else planes.coordinates(model.expression_encoder(frames))
         if state.unstandardized_init:
             fold_expression_modulation(model, frames)
         model.expression_encoder.set_statistics(frames)
+        if planes is not None:
+            refit_expression_plane_coordinates(model, frames, z_before)
     return frames.shape[0]
+
+
+@torch.no_grad()
+def refit_expression_plane_coordinates(model: Export3D, expressions: Tensor, z_before: Tensor) -> None:
+    """Give the expression tri-planes coordinates under the encoder's current β′ that reproduce ``z_before`` [N, n]
+    on the frames ``expressions`` [N, E]: a per-coefficient affine map, fitted by least squares."""
+    planes = model.generator.expression_planes
+    basis = model.expression_encoder.basis()
+    raw = model.expression_encoder(expressions) @ basis  # [N, n]
+    centred_raw, centred_z = raw - raw.mean(dim=0), z_before - z_before.mean(dim=0)
+    scale = (centred_raw * centred_z).sum(dim=0) / centred_raw.square().sum(dim=0).clamp_min(1e-12)  # z ≈ a·raw + c
+    offset = z_before.mean(dim=0) - scale * raw.mean(dim=0)
+    planes.basis.copy_(basis)
+    planes.coefficient_std.copy_(1.0 / scale)
+    planes.coefficient_mean.copy_(-offset / scale)
 
 
 @torch.no_grad()

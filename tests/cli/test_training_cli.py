@@ -421,3 +421,51 @@ def test_train_init_from_unstandardized_weights_keeps_them_and_zeroes_only_the_e
             assert not after[name].any(), name
         else:
             assert np.array_equal(after[name], value), name
+
+
+def test_train_init_from_weights_with_expression_planes_keeps_them_and_their_coordinates(
+    clebs_run, synth_dataset, tmp_path
+):
+    """Weights with expression tri-planes (tools/fit_expression_planes.py on the first bundled model, which predates
+    standardisation): the run gets the planes too, and after standardising β′ every training frame still has the
+    same plane coordinates z, so the planes mean what they meant."""
+    import dataclasses
+
+    import torch
+
+    from export3d_cli.config import preset
+    from export3d_cli.models.export3d import Export3D
+    from export3d_cli.models.weights_io import load_model
+    from export3d_cli.training.dataset import ClipDataset
+
+    config = preset("tiny")
+    old_config = dataclasses.replace(
+        config,
+        expression=dataclasses.replace(config.expression, standardize=False),
+        generator=dataclasses.replace(config.generator, expression_planes=True),
+    )
+    torch.manual_seed(0)
+    old = Export3D(old_config)
+    data = ClipDataset(synth_dataset)
+    frames = torch.from_numpy(
+        np.concatenate([data.params(c.id).expression[data.valid_indices(c.id)] for c in data.clips("train")])
+    ).float()
+    with torch.no_grad():
+        old.expression_encoder.coefficients[-1].weight.mul_(30.0)  # coefficients that vary between frames
+        basis = old.expression_encoder.basis()
+        old.generator.expression_planes.set_coordinates(basis, old.expression_encoder(frames) @ basis)
+        old.generator.expression_planes.directions.normal_()
+    old.save_pretrained(tmp_path / "old")
+    result = export3d(
+        "train", synth_dataset, "-o", tmp_path / "run", "--preset", "tiny", "--init", tmp_path / "old",
+        "--steps", 0, "--eval-every", 0, "--json", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    new = load_model(tmp_path / "run" / "model")
+    assert new.config.generator.expression_planes and new.config.expression.standardize
+    with torch.no_grad():
+        z_old = old.generator.expression_planes.coordinates(old.expression_encoder(frames))
+        z_new = new.generator.expression_planes.coordinates(new.expression_encoder(frames))
+    assert z_old.std() > 0.5  # a live comparison: the coordinates vary across frames
+    torch.testing.assert_close(z_new, z_old, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(new.generator.expression_planes.directions, old.generator.expression_planes.directions)
