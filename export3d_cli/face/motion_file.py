@@ -36,6 +36,7 @@ from export3d_cli.camera_conventions import LABEL_DIM
 from export3d_cli.errors import InputError
 from export3d_cli.face.blendshapes import BLENDSHAPE_NAMES, EXPRESSION_DIM
 from export3d_cli.input_files import check_npz_sizes, require_regular_file
+from export3d_cli.media.matroska_stream import increasing_at_stream_resolution
 
 MOTION_FORMAT_VERSION = 1
 # A frame rate outside this range cannot be written as a video (and 1e-300 or 1e300 overflow the timing maths).
@@ -171,7 +172,11 @@ def load_motion(path: str | Path) -> Motion:
     if not MIN_FPS <= fps <= MAX_FPS:  # also refuses NaN
         raise InputError(f"{path}: motion file fps {fps} is outside {MIN_FPS:g}-{MAX_FPS:g}")
     if frame_times is not None and not (
-        frame_times.shape == (frames,) and np.isfinite(frame_times).all() and (np.diff(frame_times) > 0).all()
+        frame_times.shape == (frames,)
+        and np.isfinite(frame_times).all()
+        and increasing_at_stream_resolution(frame_times)
     ):
-        raise InputError(f"{path}: motion file frame_times must be {frames} finite, strictly increasing seconds")
+        raise InputError(
+            f"{path}: motion file frame_times must be {frames} finite seconds, each at least 1 µs after the last"
+        )
     return Motion(expression=expression, camera=camera, valid=valid, fps=fps, source=source, frame_times=frame_times)

@@ -30,6 +30,7 @@ from export3d_cli.face.head_pose import HeadPose
 from export3d_cli.face.landmarker import LANDMARK_COUNT, FaceLandmarker, FaceObservation
 from export3d_cli.face.motion_file import Motion
 from export3d_cli.face.temporal import OneEuroConfig, fill_gaps, one_euro_filter
+from export3d_cli.media.matroska_stream import increasing_at_stream_resolution
 
 ProgressCallback = Callable[[int, int | None], None]
 
@@ -207,7 +208,7 @@ def _decoded_frame_times(stamps: np.ndarray | None, frames: int) -> np.ndarray |
     if stamps is None or len(stamps) < frames:
         return None
     times = np.asarray(stamps[:frames], dtype=np.float64)
-    return times if (np.diff(times) > 0).all() else None
+    return times if increasing_at_stream_resolution(times) else None
 
 
 def analyze_frames(

@@ -26,7 +26,7 @@ import struct
 
 import numpy as np
 
-__all__ = ["MatroskaFrameStream"]
+__all__ = ["MatroskaFrameStream", "increasing_at_stream_resolution"]
 
 # Element IDs (RFC 9559 / RFC 8794); each ID's bytes already carry its own length marker.
 _EBML = 0x1A45DFA3
@@ -68,6 +68,13 @@ _SIZE_MARKER = 0x01 << 56  # the length marker of an 8-byte EBML size
 _MAX_SIZE = (1 << 56) - 2  # all ones is reserved for "unknown"
 _BLOCK_FLAGS = 0x00  # no lacing; a Block without a ReferenceBlock is a keyframe
 _TRACK_NUMBER_VINT = b"\x81"  # track 1 as a 1-byte EBML integer
+
+
+def increasing_at_stream_resolution(seconds: np.ndarray) -> bool:
+    """Whether times [N] (finite) still strictly increase once rounded to the stream's 1 µs tick: two frames on one
+    tick cannot both be shown, so such times must be refused before a render starts, not found after it."""
+    ticks = np.round((np.asarray(seconds, np.float64) - seconds[0]) * _TICKS_PER_SECOND)
+    return bool((np.diff(ticks) > 0).all())
 
 
 def _size(length: int) -> bytes:

@@ -56,7 +56,7 @@ from export3d_cli.media.ffmpeg_process import (
     rate_arg,
     summarise_errors,
 )
-from export3d_cli.media.matroska_stream import MatroskaFrameStream
+from export3d_cli.media.matroska_stream import MatroskaFrameStream, increasing_at_stream_resolution
 from export3d_cli.media.video_reader import probe_video
 from export3d_cli.signals import interruptions_held
 
@@ -309,8 +309,8 @@ def _checked_times(frame_times: np.ndarray) -> np.ndarray:
         raise ValueError(f"frame_times must be a non-empty 1-D array, got shape {list(times.shape)}")
     if not np.isfinite(times).all():
         raise ValueError("frame_times must be finite")
-    if times.size > 1 and not (np.diff(times) > 0).all():
-        raise ValueError("frame_times must strictly increase")
+    if not increasing_at_stream_resolution(times):
+        raise ValueError("frame_times must strictly increase (by 1 µs at least)")
     return times
 
 

@@ -389,6 +389,14 @@ def test_train_measures_the_clebs_coefficient_statistics_on_the_training_frames(
     assert bool((encoder.coefficient_std > 0).all())
 
 
+def train_zero_steps_from(init: Path, dataset: Path, run: Path):
+    """``export3d train --init INIT`` for zero steps: what the run makes of the initial weights."""
+    return export3d(
+        "train", dataset, "-o", run, "--preset", "tiny", "--init", init, "--steps", 0, "--eval-every", 0,
+        "--json", "-q",
+    )  # fmt: skip
+
+
 def test_train_init_from_unstandardized_weights_keeps_them_and_zeroes_only_the_expression_weights(
     clebs_run, synth_dataset, tmp_path
 ):
@@ -403,10 +411,7 @@ def test_train_init_from_unstandardized_weights_keeps_them_and_zeroes_only_the_e
     config = preset("tiny")
     old = Export3D(dataclasses.replace(config, expression=dataclasses.replace(config.expression, standardize=False)))
     old.save_pretrained(tmp_path / "old")
-    result = export3d(
-        "train", synth_dataset, "-o", tmp_path / "run", "--preset", "tiny", "--init", tmp_path / "old",
-        "--steps", 0, "--eval-every", 0, "--json", "-q",
-    )  # fmt: skip
+    result = train_zero_steps_from(tmp_path / "old", synth_dataset, tmp_path / "run")
     assert result.code == 0, result.stderr
     before = load_file(str(tmp_path / "old" / "model.safetensors"))
     after = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
@@ -456,10 +461,7 @@ def test_train_init_from_weights_with_expression_planes_keeps_them_and_their_coo
         old.generator.expression_planes.set_coordinates(basis, old.expression_encoder(frames) @ basis)
         old.generator.expression_planes.directions.normal_()
     old.save_pretrained(tmp_path / "old")
-    result = export3d(
-        "train", synth_dataset, "-o", tmp_path / "run", "--preset", "tiny", "--init", tmp_path / "old",
-        "--steps", 0, "--eval-every", 0, "--json", "-q",
-    )  # fmt: skip
+    result = train_zero_steps_from(tmp_path / "old", synth_dataset, tmp_path / "run")
     assert result.code == 0, result.stderr
     new = load_model(tmp_path / "run" / "model")
     assert new.config.generator.expression_planes and new.config.expression.standardize

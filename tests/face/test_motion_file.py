@@ -153,8 +153,14 @@ def test_motion_rejects_frame_times_of_another_length():
 
 @pytest.mark.parametrize(
     "times",
-    [np.arange(6.0), np.array([0, 1, 2, 2, 3, 4, 5.0]), np.array([0, 1, 2, np.nan, 4, 5, 6]), np.full((7, 2), 1.0)],
-    ids=["too-few", "repeated", "nan", "2-d"],
+    [
+        np.arange(6.0),
+        np.array([0, 1, 2, 2, 3, 4, 5.0]),
+        np.array([0, 1, 2, 2 + 2e-7, 3, 4, 5.0]),  # increasing, but on one 1 µs tick of the video stream
+        np.array([0, 1, 2, np.nan, 4, 5, 6]),
+        np.full((7, 2), 1.0),
+    ],
+    ids=["too-few", "repeated", "same-microsecond", "nan", "2-d"],
 )
 def test_bad_frame_times_are_input_errors(tmp_path, times):
     assert_load_fails(write_npz(tmp_path / "motion.npz", frame_times=times), match="frame_times")

@@ -280,6 +280,7 @@ def test_the_audio_starts_at_the_first_frames_moment(tmp_path, first_time, heard
     ("times", "message"),
     [
         (np.array([0.0, 0.04, 0.04]), "strictly increase"),
+        (np.array([0.0, 0.04, 0.0400002]), "strictly increase"),  # one 1 µs tick: found before the render
         (np.array([0.0, np.nan]), "finite"),
         (np.zeros((2, 2)), "1-D"),
         (np.array([]), "non-empty"),
