@@ -115,8 +115,7 @@ def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: to
     if config.expression_encoder == "clebs":
         model.expression_encoder.requires_grad_(False)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=config.lr, betas=config.betas)
+    optimizer = torch.optim.Adam(_parameter_groups(model), lr=config.lr, betas=config.betas)
     discriminator = discriminator_optimizer = None
     if config.adversarial_weight > 0:
         discriminator = PatchDiscriminator().to(device)
@@ -125,6 +124,24 @@ def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: to
     return TrainingState(
         model, ema, optimizer, discriminator, discriminator_optimizer, rng, unstandardized_init=unstandardized_init
     )
+
+
+# The expression tri-planes are per-texel values, like a tri-plane optimised directly: at G's learning rate (2e-4)
+# they would take ~50x the steps that tools/fit_expression_planes.py needs at 1e-2. Their group's rate is scaled.
+EXPRESSION_PLANES_LR_FACTOR = 50.0
+
+
+def _parameter_groups(model: Export3D) -> list[dict]:
+    """Adam's groups: every trainable parameter at the run's rate, the expression tri-planes (if any) at
+    ``EXPRESSION_PLANES_LR_FACTOR`` times it (``lr_factor``, kept in checkpoints with the group)."""
+    planes, rest = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (planes if name.startswith("generator.expression_planes.") else rest).append(parameter)
+    groups = [{"params": rest, "lr_factor": 1.0}]
+    if planes:
+        groups.append({"params": planes, "lr_factor": EXPRESSION_PLANES_LR_FACTOR})
+    return groups
 
 
 def _with_expression_planes_of(model_config: ModelConfig, reference: str) -> ModelConfig:
@@ -228,6 +245,10 @@ def refit_expression_plane_coordinates(model: Export3D, expressions: Tensor, z_b
     planes = model.generator.expression_planes
     basis = model.expression_encoder.basis()
     raw = model.expression_encoder(expressions) @ basis  # [N, n]
+    if not planes.basis.any():
+        # Planes that were never fitted (zero basis: z is 0 for every frame) have nothing to keep: standardise afresh.
+        planes.set_coordinates(basis, raw)
+        return
     centred_raw, centred_z = raw - raw.mean(dim=0), z_before - z_before.mean(dim=0)
     scale = (centred_raw * centred_z).sum(dim=0) / centred_raw.square().sum(dim=0).clamp_min(1e-12)  # z ≈ a·raw + c
     offset = z_before.mean(dim=0) - scale * raw.mean(dim=0)
@@ -314,7 +335,7 @@ def train_step(
     lr = config.lr * config.lr_scale(state.step)
     for optimizer in state.optimizers().values():
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_factor", 1.0)
     state.optimizer.zero_grad(set_to_none=True)
     if state.discriminator is not None:
         state.discriminator.requires_grad_(False)

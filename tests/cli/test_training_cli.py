@@ -471,3 +471,35 @@ def test_train_init_from_weights_with_expression_planes_keeps_them_and_their_coo
     assert z_old.std() > 0.5  # a live comparison: the coordinates vary across frames
     torch.testing.assert_close(z_new, z_old, atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(new.generator.expression_planes.directions, old.generator.expression_planes.directions)
+
+
+def test_expression_planes_train_in_their_own_group_at_a_scaled_rate(clebs_run, synth_dataset, tmp_path):
+    """Per-texel directions need a tri-plane's learning rate: their Adam group runs at EXPRESSION_PLANES_LR_FACTOR
+    times the run's rate (kept in the checkpoint), and one step moves them."""
+    import dataclasses
+
+    from safetensors.numpy import load_file
+
+    from export3d_cli.config import preset
+    from export3d_cli.models.export3d import Export3D
+    from export3d_cli.training.generator_trainer import EXPRESSION_PLANES_LR_FACTOR
+
+    config = preset("tiny")
+    with_planes = dataclasses.replace(config, generator=dataclasses.replace(config.generator, expression_planes=True))
+    Export3D(with_planes).save_pretrained(tmp_path / "old")
+    run = tmp_path / "run"
+    result = export3d(
+        "train", synth_dataset, "-o", run, "--preset", "tiny", "--init", tmp_path / "old", "--steps", 1,
+        "--lr", "1e-4", "--eval-every", 0, "--json", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    groups = state["optimizers"]["generator"]["param_groups"]
+    assert [group["lr_factor"] for group in groups] == [1.0, EXPRESSION_PLANES_LR_FACTOR]
+    assert groups[1]["lr"] == pytest.approx(groups[0]["lr"] * EXPRESSION_PLANES_LR_FACTOR)
+    assert groups[0]["lr"] > 0
+    before = load_file(str(tmp_path / "old" / "model.safetensors"))["generator.expression_planes.directions"]
+    live = load_file(str(run / "checkpoint" / "modules.safetensors"))["model.generator.expression_planes.directions"]
+    assert np.isfinite(live).all() and not np.array_equal(before, live)
+    basis = load_file(str(run / "checkpoint" / "modules.safetensors"))["model.generator.expression_planes.basis"]
+    assert basis.any()  # never-fitted planes got coordinates when the run measured the coefficients
