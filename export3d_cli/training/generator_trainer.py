@@ -251,6 +251,8 @@ def refit_expression_plane_coordinates(model: Export3D, expressions: Tensor, z_b
         return
     centred_raw, centred_z = raw - raw.mean(dim=0), z_before - z_before.mean(dim=0)
     scale = (centred_raw * centred_z).sum(dim=0) / centred_raw.square().sum(dim=0).clamp_min(1e-12)  # z ≈ a·raw + c
+    # A coefficient that no frame moves (a = 0) keeps its constant z: unit scale, offset to the same mean.
+    scale = torch.where(scale.abs() < 1e-12, torch.ones_like(scale), scale)
     offset = z_before.mean(dim=0) - scale * raw.mean(dim=0)
     planes.basis.copy_(basis)
     planes.coefficient_std.copy_(1.0 / scale)
