@@ -2,12 +2,13 @@
 
     python tools/fit_expression_planes.py WEIGHTS DATASET -o RUN [--steps 1500] [--lr 1e-2] [--batch 8]
 
-Each step draws ``--batch`` clips of the training split, a source and a target frame of each (same identity, other
-expression and pose) and fits the directions D_k so that G's tri-plane + Σ z_k D_k, rendered at the target's camera,
-reproduces the target: L1 on the image and on the raw image, 0.5·(1 − SSIM), and a small L2 on D (what the data do
-not constrain stays zero). G, the renderer, SR and CLeBS are frozen (eval mode), so the weights they had are kept
-bit for bit and only ``generator.expression_planes.*`` is new. The coordinates z (the CLeBS basis V and the
-coefficients' mean and spread) are fixed from the training split's frames before the first step.
+Each step draws ``--batch`` source/target pairs of the training split as stage 2 does (``sample_pairs``: same
+clip, the target a frame with a face) and fits the directions D_k so that G's tri-plane + Σ z_k D_k, rendered at
+the target's camera, reproduces the target: personalisation's ``reconstruction_loss`` (L1 on the image and on the
+raw image, 0.5·(1 − SSIM)) plus a small L2 on D (what the data do not constrain stays zero). G, the renderer, SR and
+CLeBS are frozen (eval mode), so their weights are kept bit for bit and only ``generator.expression_planes.*`` is
+new. The coordinates z (the CLeBS basis V and the coefficients' mean and spread) are fixed from the training
+split's frames before the first step.
 
 Resumable: ``RUN/checkpoint.safetensors`` (+ ``.json``) every ``--checkpoint-every`` steps holds D and Adam's state;
 a step's pairs are drawn from ``seed + step``, so a resumed run draws what an uninterrupted one would. At the end
@@ -26,16 +27,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from export3d_cli.atomic import atomic_path, atomic_write_text
-from export3d_cli.metrics.image_quality import ssim
 from export3d_cli.models.export3d import Export3D
 from export3d_cli.models.weights_io import CONFIG_FILE, load_model
-from export3d_cli.training.dataset import ClipDataset
+from export3d_cli.personalization.tuning import reconstruction_loss
+from export3d_cli.training.dataset import ClipDataset, sample_pairs
 
 CHECKPOINT = "checkpoint.safetensors"
+SSIM_WEIGHT = 0.5
 
 
 def with_expression_planes(base: Export3D) -> Export3D:
@@ -56,19 +57,6 @@ def set_coordinates(model: Export3D, data: ClipDataset, clips) -> None:
     basis = encoder.basis()
     expression = torch.cat([torch.from_numpy(data.params(clip.id).expression).float() for clip in clips])
     model.generator.expression_planes.set_coordinates(basis, encoder(expression) @ basis)
-
-
-def draw_pairs(data: ClipDataset, clips, batch: int, rng: np.random.Generator):
-    sources, targets, expressions, cameras = [], [], [], []
-    for clip_index in rng.choice(len(clips), batch):
-        clip = clips[clip_index]
-        source, target = rng.choice(data.valid_indices(clip.id), 2, replace=False)
-        frames = data.batch(clip.id, [int(source), int(target)])
-        sources.append(frames.images[:1])
-        targets.append(frames.images[1:])
-        expressions.append(frames.expression[1:])
-        cameras.append(frames.camera[1:])
-    return torch.cat(sources), torch.cat(targets), torch.cat(expressions), torch.cat(cameras)
 
 
 def main() -> None:
@@ -111,18 +99,14 @@ def main() -> None:
         print(f"resumed at step {progress['step']}", flush=True)
     start = time.perf_counter()
     for step in range(first, args.steps + 1):
-        rng = np.random.default_rng(args.seed + step)
-        source, target, expression, camera = draw_pairs(data, clips, args.batch, rng)
+        pairs = sample_pairs(data, clips, args.batch, np.random.default_rng(args.seed + step))
         with torch.no_grad():
-            embedding = model.expression_encoder(expression)
-            # G without the planes (they are zero-cost to add below, with gradient).
-            planes_of_g = model.generator.generate(model.encode_source(source), embedding) - planes(embedding)
-        output = model.render_planes(planes_of_g + planes(embedding), camera)
-        raw_target = F.interpolate(target, size=output.image_raw.shape[-2:], mode="area")
+            features = model.encode_source(pairs.source)
+            embedding = model.expression_encoder(pairs.driving.expression)
+        # Only the directions require a gradient, so autograd records G's forward from the planes' term on.
+        output = model.render_planes(model.generator.generate(features, embedding), pairs.driving.camera)
         loss = (
-            (output.image - target).abs().mean()
-            + (output.image_raw - raw_target).abs().mean()
-            + 0.5 * (1.0 - ssim(output.image, target).mean())
+            reconstruction_loss(output, pairs.driving.images, SSIM_WEIGHT)
             + args.decay * planes.directions.square().mean()
         )
         optimizer.zero_grad(set_to_none=True)

@@ -170,9 +170,3 @@ class MatroskaFrameStream:
         group = _element_id(_BLOCK_GROUP) + _size(len(group_head) + self.frame_bytes) + group_head
         timestamp = _unsigned(_CLUSTER_TIMESTAMP, tick)
         return _element_id(_CLUSTER) + _size(len(timestamp) + len(group) + self.frame_bytes) + timestamp + group
-
-    def frame(self, frame: np.ndarray, seconds: float, duration: float) -> bytes:
-        """One frame's whole element (header and pixels) as bytes; a convenience for tests and small frames."""
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"frame must be uint8 [{self.height}, {self.width}, 3], got {frame.dtype} {frame.shape}")
-        return self.frame_header(seconds, duration) + np.ascontiguousarray(frame).tobytes()

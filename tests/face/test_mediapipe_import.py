@@ -42,17 +42,16 @@ def test_mediapipe_imports_without_matplotlib_or_audio_and_both_still_work_on_fi
         }))
         """
     )
+    assert result.pop("styles") > 0
     assert result == {
         "image_class": "Image",
         "matplotlib_before": False,
         "finders_left": False,
         "colour": [1, 2, 3],
-        "styles": result["styles"],
         "pyplot_after": True,
         "audio_before": False,
         "audio_options": "AudioClassifierOptions",
     }
-    assert result["styles"] > 0
 
 
 def test_an_already_imported_mediapipe_is_returned_as_it_is():

@@ -49,6 +49,11 @@ def children(payload: bytes) -> dict[int, bytes]:
     return dict(parse(payload))
 
 
+def element(stream: MatroskaFrameStream, picture: np.ndarray, seconds: float, duration: float) -> bytes:
+    """One frame's whole element, as the video writer sends it: the header, then the pixels."""
+    return stream.frame_header(seconds, duration) + picture.tobytes()
+
+
 def frames(count: int) -> list[np.ndarray]:
     rng = np.random.default_rng(3)
     return [rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(count)]
@@ -57,7 +62,7 @@ def frames(count: int) -> list[np.ndarray]:
 def test_the_stream_is_the_ebml_tree_the_spec_describes():
     stream = MatroskaFrameStream(width=WIDTH, height=HEIGHT)
     pictures = frames(2)
-    data = stream.header() + stream.frame(pictures[0], 0.5, 0.04) + stream.frame(pictures[1], 0.54, 0.1)
+    data = stream.header() + element(stream, pictures[0], 0.5, 0.04) + element(stream, pictures[1], 0.54, 0.1)
     ebml, segment = parse(data)
     assert ebml[0] == 0x1A45DFA3 and children(ebml[1])[0x4282] == b"matroska"
     assert segment[0] == 0x18538067
@@ -84,7 +89,7 @@ def test_ffmpeg_reads_back_every_frame_with_its_pixels_and_time():
     times = [0.0, 0.04, 0.1, 0.1333, 0.5, 0.52]
     pictures = frames(len(times))
     data = stream.header() + b"".join(
-        stream.frame(picture, t, 0.02) for picture, t in zip(pictures, times, strict=True)
+        element(stream, picture, t, 0.02) for picture, t in zip(pictures, times, strict=True)
     )
     cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "matroska", "-i", "pipe:0"]
     pixels = subprocess.run(
@@ -116,9 +121,3 @@ def test_bad_times_are_refused(seconds, duration, message):
     stream.frame_header(0.1, 0.04)
     with pytest.raises(ValueError, match=message):
         stream.frame_header(seconds, duration)
-
-
-def test_a_frame_of_the_wrong_shape_is_refused():
-    stream = MatroskaFrameStream(width=WIDTH, height=HEIGHT)
-    with pytest.raises(ValueError, match=r"uint8 \[6, 8, 3\]"):
-        stream.frame(np.zeros((HEIGHT, WIDTH + 1, 3), np.uint8), 0.0, 0.04)
