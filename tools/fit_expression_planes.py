@@ -1,11 +1,16 @@
 """Fit expression tri-planes (``models/expression_planes.py``) onto trained weights, everything else frozen.
 
     python tools/fit_expression_planes.py WEIGHTS DATASET -o RUN [--steps 1500] [--lr 1e-2] [--batch 8]
+        [--region-weight W] [--pair-sampling uniform|expression]
 
 Each step draws ``--batch`` source/target pairs of the training split as stage 2 does (``sample_pairs``: same
 clip, the target a frame with a face) and fits the directions D_k so that G's tri-plane + Σ z_k D_k, rendered at
 the target's camera, reproduces the target: personalisation's ``reconstruction_loss`` (L1 on the image and on the
-raw image, 0.5·(1 − SSIM)) plus a small L2 on D (what the data do not constrain stays zero). G, the renderer, SR and
+raw image, 0.5·(1 − SSIM)) plus a small L2 on D (what the data do not constrain stays zero), and with
+``--region-weight`` the stage-2 L1 on the target's mouth, eyes and brows (``expression_region_l1``: at 128² they are
+a few percent of the pixels, so a smile that is not shown barely costs anything in the whole-image terms);
+``--pair-sampling expression`` draws targets whose expression differs from the source's more often, as stage 2's
+option of that name. G, the renderer, SR and
 CLeBS are frozen (eval mode), so their weights are kept bit for bit and only ``generator.expression_planes.*`` is
 new. The coordinates z (the CLeBS basis V and the coefficients' mean and spread) are fixed from the training
 split's frames before the first step.
@@ -34,6 +39,8 @@ from export3d_cli.models.export3d import Export3D
 from export3d_cli.models.weights_io import CONFIG_FILE, load_model
 from export3d_cli.personalization.tuning import reconstruction_loss
 from export3d_cli.training.dataset import ClipDataset, sample_pairs
+from export3d_cli.training.losses import expression_region_l1
+from export3d_cli.training.train_config import PAIR_SAMPLINGS
 
 CHECKPOINT = "checkpoint.safetensors"
 SSIM_WEIGHT = 0.5
@@ -68,6 +75,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--decay", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--region-weight", type=float, default=0.0)
+    parser.add_argument("--pair-sampling", choices=PAIR_SAMPLINGS, default="uniform")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     args = parser.parse_args()
@@ -99,7 +108,7 @@ def main() -> None:
         print(f"resumed at step {progress['step']}", flush=True)
     start = time.perf_counter()
     for step in range(first, args.steps + 1):
-        pairs = sample_pairs(data, clips, args.batch, np.random.default_rng(args.seed + step))
+        pairs = sample_pairs(data, clips, args.batch, np.random.default_rng(args.seed + step), args.pair_sampling)
         with torch.no_grad():
             features = model.encode_source(pairs.source)
             embedding = model.expression_encoder(pairs.driving.expression)
@@ -109,6 +118,10 @@ def main() -> None:
             reconstruction_loss(output, pairs.driving.images, SSIM_WEIGHT)
             + args.decay * planes.directions.square().mean()
         )
+        if args.region_weight > 0:
+            loss = loss + args.region_weight * expression_region_l1(
+                output.image, pairs.driving.images, pairs.driving.landmarks
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -143,6 +156,8 @@ def main() -> None:
         "lr": args.lr,
         "decay": args.decay,
         "batch": args.batch,
+        "region_weight": args.region_weight,
+        "pair_sampling": args.pair_sampling,
         "seed": args.seed,
         "clips": len(clips),
         "first_loss": losses[0],

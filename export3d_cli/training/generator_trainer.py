@@ -47,7 +47,7 @@ from export3d_cli.training.losses import (
     PerceptualLoss,
     density_smoothness,
     discriminator_loss,
-    expression_region_mask,
+    expression_region_l1,
     generator_adversarial_loss,
 )
 from export3d_cli.training.train_config import (
@@ -286,8 +286,7 @@ def compute_losses(
         "ssim": 1.0 - ssim(output.image, target).mean(),
     }
     if config.region_weight > 0:
-        mask = expression_region_mask(batch.driving.landmarks, target.shape[-1]).to(target)  # [B, 1, R, R]
-        terms["region_l1"] = (mask * (output.image - target).abs()).sum() / (3 * mask.sum()).clamp_min(1.0)
+        terms["region_l1"] = expression_region_l1(output.image, target, batch.driving.landmarks)
     if config.density_weight > 0:
         renderer = export3d.renderer.config
         terms["density"] = density_smoothness(

@@ -53,6 +53,15 @@ def expression_region_mask(landmarks: Tensor, resolution: int) -> Tensor:
     return torch.from_numpy(masks)
 
 
+def expression_region_l1(image: Tensor, target: Tensor, landmarks: Tensor) -> Tensor:
+    """Mean L1 over the target's expression regions (``expression_region_mask``); 0 where a batch has none.
+
+    Shapes: image, target [B, 3, R, R], landmarks [B, 478, 2] pixels of the target -> scalar.
+    """
+    mask = expression_region_mask(landmarks, target.shape[-1]).to(target)  # [B, 1, R, R]
+    return (mask * (image - target).abs()).sum() / (3 * mask.sum()).clamp_min(1.0)
+
+
 def density_smoothness(
     planes: Tensor, decoder: nn.Module, plane_axes: str, box_warp: float, points: int = 1000, offset: float = 0.004
 ) -> Tensor:

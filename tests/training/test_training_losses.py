@@ -278,3 +278,18 @@ def test_expression_region_mask_covers_mouth_eyes_and_brows_only():
     # Moving the face moves the mask with it.
     shifted = expression_region_mask(landmarks + torch.tensor([10.0, 6.0]), 128)[0, 0]
     assert torch.equal(shifted[6:, 10:], mask[:-6, :-10])
+
+
+def test_expression_region_l1_sees_errors_inside_the_regions_only():
+    from export3d_cli.training.losses import expression_region_l1, expression_region_mask
+
+    landmarks = _frontal_landmarks(64).repeat(2, 1, 1)
+    mask = expression_region_mask(landmarks, 64)  # [2, 1, 64, 64]
+    target = torch.zeros(2, 3, 64, 64)
+    outside = (1 - mask) * 0.7  # a large error everywhere but the regions
+    assert expression_region_l1(target + outside, target, landmarks).item() == 0.0
+    inside = mask * 0.25
+    inside[1] *= 3  # the second image errs 3x as much: the mean over both is 0.5
+    assert expression_region_l1(target + inside, target, landmarks).item() == pytest.approx(0.5, rel=1e-6)
+    # No face in the batch's landmarks' regions (all off the image): no NaN, no cost.
+    assert expression_region_l1(target + 1, target, torch.full_like(landmarks, -500.0)).item() == 0.0
