@@ -7,8 +7,10 @@ Output: a video (.mp4) or a grid image, each tile captioned with its λ.
 
 The paper scales λ_4 and λ_8 from 1 to 10; here learned coefficients are of order
 0.1 (a photo's own λ is typically within ±0.3), so ``--range auto`` (the default)
-sweeps the span λ_I takes over the neutral face and the 52 single-blendshape
-extremes (``CLeBS.coefficient_span``), which stays on faces. ``--measure``
+sweeps what faces produce: with expression tri-planes, whose buffers hold how λ_I
+spreads over the training frames, its mean ± 2.5 standard deviations; otherwise the
+span λ_I takes over the neutral face and the 52 single-blendshape extremes
+(``CLeBS.coefficient_span``). ``--measure``
 re-measures the 52 blendshapes on every tile with the face pipeline and reports
 which ones the direction moves, and by how much.
 """
@@ -89,8 +91,7 @@ def sweep_basis(
             f"--index must be between 0 and {basis_size - 1} (the model has n = {basis_size}), got {index}"
         )
     if automatic:
-        span_low, span_high = encoder.coefficient_span()
-        low, high = float(span_low[index]), float(span_high[index])
+        low, high = automatic_range(animator.model, index)
     prepare_output_file(output, inputs=[source])
     analysis = analyze_image(source, face_index=face_index)
     choose_model_for_photo(animator, source, personalized, no_personalize, face_index=face_index, quiet=quiet)
@@ -131,8 +132,24 @@ def sweep_basis(
         typer.echo(moves_table(summary))
 
 
+SWEEP_SPREAD = 2.5  # standard deviations either side of the mean: ~99% of the training frames' λ
 # Blendshapes listed per sweep: the directions are orthogonal in β' but each moves a handful of blendshapes.
 TOP_MOVES = 5
+
+
+def automatic_range(model, index: int) -> tuple[float, float]:
+    """``--range auto`` for λ_index: mean ± SWEEP_SPREAD standard deviations over the training frames where the
+    weights know them (expression tri-planes), else ``CLeBS.coefficient_span``.
+
+    Why not always the span: the planes are linear in the standardised λ, and the single-blendshape extremes lie
+    up to 8 standard deviations out (bundled weights), where the planes' offsets make unrecognisable tiles.
+    """
+    planes = model.generator.expression_planes
+    if planes is not None:
+        mean, spread = float(planes.coefficient_mean[index]), float(planes.coefficient_std[index])
+        return mean - SWEEP_SPREAD * spread, mean + SWEEP_SPREAD * spread
+    low, high = model.expression_encoder.coefficient_span()
+    return float(low[index]), float(high[index])
 
 
 def measure_sweep(frames: list[np.ndarray]) -> dict:

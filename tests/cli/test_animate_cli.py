@@ -724,6 +724,25 @@ def test_sweep_basis_by_default_sweeps_the_span_faces_give_the_coefficient(weigh
     np.testing.assert_allclose(summary["values"], np.linspace(float(low[1]), float(high[1]), 4), rtol=1e-5)
 
 
+def test_sweep_basis_with_expression_planes_sweeps_the_training_spread(tmp_path, out_dir):
+    """Weights with expression tri-planes know how each λ spreads over their training frames: auto sweeps mean ±
+    2.5 standard deviations (the single-blendshape span lies far outside it, where the planes break the face)."""
+    tiny = preset("tiny")
+    config = dataclasses.replace(tiny, generator=dataclasses.replace(tiny.generator, expression_planes=True))
+    torch.manual_seed(0)
+    model = Export3D(config)
+    planes = model.generator.expression_planes
+    with torch.no_grad():
+        basis = model.expression_encoder.basis()
+        planes.set_coordinates(basis, 0.3 + 0.05 * torch.randn(64, basis.shape[1]))
+    model.save_pretrained(tmp_path / "w")
+    result = sweep_basis(tmp_path / "w", "--index", 1, "--steps", 3, "-o", out_dir / "s.png", "--json")
+    assert result.code == 0, result.err
+    mean, std = float(planes.coefficient_mean[1]), float(planes.coefficient_std[1])
+    assert 0.2 < mean < 0.4 and 0.02 < std < 0.08
+    np.testing.assert_allclose(json.loads(result.out)["values"], [mean - 2.5 * std, mean, mean + 2.5 * std], rtol=1e-5)
+
+
 def test_sweep_basis_measure_reports_faces_per_tile_and_the_moves(weights, out_dir):
     result = sweep_basis(weights, "--index", 0, "--steps", 3, "-o", out_dir / "s.png", "--measure", "--json")
     assert result.code == 0, result.err
