@@ -12,6 +12,9 @@ when the process ends.
 Left alone when the user configured the allocator (``GLIBC_TUNABLES``, ``MALLOC_MMAP_MAX_``,
 ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_`` or a preloaded allocator such as jemalloc),
 when the C library is not glibc, and when ``EXPORT3D_MALLOC=system``.
+
+``freed_memory_is_kept`` tells the renderer whether the setting is in force: with it, larger chunks of rays are
+faster (their intermediates are reused from the heap instead of faulted in afresh; ``models/rendering/renderer.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import platform
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _TRIM_THRESHOLD_BYTES = 1 << 30  # mallopt takes an int: 1 GiB, far above any free block of this program's
+
+_kept = False  # set once keep_freed_memory() has applied the setting in this process
 
 _USER_SETTINGS = (
     "GLIBC_TUNABLES",
@@ -46,4 +51,13 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # mallopt returns 1 on success.
-    return mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1
+    applied = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1
+    global _kept
+    _kept = _kept or applied
+    return applied
+
+
+def freed_memory_is_kept() -> bool:
+    """True once ``keep_freed_memory`` has applied its setting in this process (a user's own allocator settings
+    are not inspected: they count as not known to keep freed memory)."""
+    return _kept

@@ -16,8 +16,10 @@ pytestmark = pytest.mark.skipif(
 # Allocates and touches 64 MiB, frees it, and prints whether the setting applied and how much RSS stayed.
 PROBE = """
 import os
-from export3d_cli.allocator import keep_freed_memory
+from export3d_cli.allocator import freed_memory_is_kept, keep_freed_memory
+assert not freed_memory_is_kept()
 applied = keep_freed_memory()
+assert freed_memory_is_kept() == applied  # what the renderer's chunk size follows
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 before = rss()

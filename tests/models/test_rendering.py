@@ -874,7 +874,7 @@ def render_with_gradients(render, planes, decoder, cam2world, intrinsics, **kw):
 def test_render_matches_reference_renderer(
     monkeypatch: pytest.MonkeyPatch, plane_axes: str, stochastic: bool, chunk_points: int
 ) -> None:
-    monkeypatch.setattr(renderer_module, "CPU_CHUNK_POINTS", chunk_points)
+    monkeypatch.setattr(renderer_module, "cpu_chunk_points", lambda recording: chunk_points)
     planes, decoder, cam2world, intrinsics = reference_scene(plane_axes)
     kw = {"resolution": 10, "samples": 12, "importance_samples": 9, "plane_axes": plane_axes}
     outputs = []
@@ -899,7 +899,7 @@ def test_render_matches_reference_renderer(
 def test_render_depth_clamp_spans_all_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     # Empty rays take the largest depth of the whole call (§7), not of their chunk: with jitter
     # every chunk has its own maximum.
-    monkeypatch.setattr(renderer_module, "CPU_CHUNK_POINTS", 40)
+    monkeypatch.setattr(renderer_module, "cpu_chunk_points", lambda recording: 40)
     cam2world, intrinsics = frontal_cameras(2)
     kw = {"resolution": 6, "samples": 10, "importance_samples": 0, "stochastic": True}
     outs = [
@@ -916,3 +916,31 @@ def test_render_depth_clamp_spans_all_chunks(monkeypatch: pytest.MonkeyPatch) ->
     assert torch.equal(outs[0].depth, outs[1].depth)
     assert torch.equal(outs[0].depth, torch.full_like(outs[0].depth, outs[0].depth.max().item()))
     assert outs[0].depth.max() > RAY_END  # the jittered last sample of one ray, somewhere in the call
+
+
+@pytest.mark.parametrize(("kept", "grad", "chunks"), [(False, False, 7), (True, False, 2), (True, True, 7)])
+def test_cpu_chunks_are_larger_where_freed_memory_is_kept(
+    monkeypatch: pytest.MonkeyPatch, kept: bool, grad: bool, chunks: int
+):
+    """small-128's batch of 8 (32² rays, 24 + 24 samples: 196,608 points) goes in 7 chunks of 170 rays with
+    glibc's default allocator and in 2 of 682 where the allocator keeps freed memory, unless autograd records the
+    render (training) — with the same result."""
+    monkeypatch.setattr(renderer_module, "freed_memory_is_kept", lambda: kept)
+    rays_per_call = []
+    original = renderer_module._render_rays
+
+    def counting(lookup, decoder, origins, *rest):
+        rays_per_call.append(origins.shape[1])
+        return original(lookup, decoder, origins, *rest)
+
+    monkeypatch.setattr(renderer_module, "_render_rays", counting)
+    cam2world, intrinsics = frontal_cameras(8)
+    planes = torch.randn(8, 3, 32, 16, 16, generator=torch.Generator().manual_seed(3))
+    decoder = TriplaneDecoder(32, 64).requires_grad_(grad)
+    out = render_triplanes(planes, decoder, cam2world, intrinsics, resolution=32, samples=24, importance_samples=24)
+    assert len(rays_per_call) == chunks and sum(rays_per_call) == 32 * 32
+    monkeypatch.setattr(renderer_module, "_render_rays", original)
+    monkeypatch.setattr(renderer_module, "cpu_chunk_points", lambda recording: 10**9)
+    whole = render_triplanes(planes, decoder, cam2world, intrinsics, resolution=32, samples=24, importance_samples=24)
+    torch.testing.assert_close(out.features, whole.features, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.depth, whole.depth, rtol=0, atol=1e-6)

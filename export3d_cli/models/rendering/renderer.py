@@ -10,7 +10,16 @@ On CPU the rays are rendered in chunks of about ``CPU_CHUNK_POINTS`` sample
 points per pass. Unchunked, a call's intermediates are tens of MiB each, so glibc
 maps them fresh from the kernel, page-faults every page and unmaps them again, on
 every call; in chunks they stay a few MiB, are reused from the heap and stay in
-cache (about 1.7x faster at 128² planes, 64² rays, 48 + 48 samples). Rays are
+cache (about 1.7x faster at 128² planes, 64² rays, 48 + 48 samples). Where the
+allocator keeps freed memory (``allocator.keep_freed_memory``, which the command-line
+program applies) large blocks are reused too, and the per-chunk cost of ~60 small ops
+dominates instead: there chunks are ``CPU_CHUNK_POINTS_KEPT_HEAP`` points (``small-128``
+at batch 8, 2 chunks instead of 7: 26.6 → 21.4 ms per frame; the FFHQ setting at
+batch 1: 174 → 166 ms; medians of 7 and 5 runs, 2 cores). Twice that (one chunk for
+``small-128``) was no faster end to end and peaked ~120 MB higher. With autograd
+recording (training, personalisation) the chunks stay at ``CPU_CHUNK_POINTS``: a
+``small-128`` training step was not faster with the larger ones (1.50 vs 1.44 s, 3 runs
+each, overlapping). Rays are
 independent except for the depth clamp, which is applied to the whole call at the
 end, so chunking changes no result; random draws are made for the whole call
 before chunking, in the order of an unchunked render. Each chunk runs its own
@@ -26,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from export3d_cli.allocator import freed_memory_is_kept
 from export3d_cli.config import PlaneAxes, RendererConfig
 from export3d_cli.geometry.rays import pixel_rays
 from export3d_cli.models.rendering.decoder import TriplaneDecoder
@@ -34,6 +44,13 @@ from export3d_cli.models.rendering.ray_marcher import RayComposite, interval_wei
 from export3d_cli.models.rendering.triplane_sampler import TriplaneLookup
 
 CPU_CHUNK_POINTS = 32768  # sample points per pass and chunk on CPU (48 samples per ray: 682 rays)
+CPU_CHUNK_POINTS_KEPT_HEAP = 131072  # the same where freed memory is kept for reuse (see the module docstring)
+
+
+def cpu_chunk_points(recording: bool) -> int:
+    """Sample points per chunk on CPU, for the allocator setting in force; ``recording``: autograd records the
+    render (see the module docstring)."""
+    return CPU_CHUNK_POINTS_KEPT_HEAP if freed_memory_is_kept() and not recording else CPU_CHUNK_POINTS
 
 
 @dataclass
@@ -138,7 +155,10 @@ def render_triplanes(
 
     chunk = rays  # one piece on accelerators: fewer, larger kernels
     if planes.device.type == "cpu":
-        chunk = max(1, CPU_CHUNK_POINTS // (n * max(samples, importance_samples)))
+        recording = torch.is_grad_enabled() and (
+            planes.requires_grad or any(p.requires_grad for p in decoder.parameters())
+        )
+        chunk = max(1, cpu_chunk_points(recording) // (n * max(samples, importance_samples)))
     marches, lows, highs = [], [], []
     for start in range(0, rays, chunk):
         part = slice(start, start + chunk)
