@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import io
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +42,12 @@ def main() -> None:
     sources = [args.dataset / "clips" / clip.id / "frames" / "000000.png" for clip in clips[: args.sources]]
     basis_size = read_config(resolve_weights(args.weights)).expression.basis_size
     summaries = {}
-    with Path("/dev/null").open("w") as sink:
+    with Path("/dev/null").open("w") as sink, tempfile.TemporaryDirectory() as scratch:
         for index in range(basis_size):
             per_source = []
             for number, source in enumerate(sources):
                 text = io.StringIO()
-                output = Path(f"/tmp/basis_sweep_{index}_{number}.png")
+                output = Path(scratch) / f"sweep_{index}_{number}.png"
                 with contextlib.redirect_stdout(text), contextlib.redirect_stderr(sink):
                     code = run(["sweep-basis", str(source), "--index", str(index), "--steps", str(args.steps),
                                 "--measure", "--json", "-q", "--no-personalize", "--weights", args.weights,

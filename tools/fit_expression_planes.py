@@ -47,7 +47,8 @@ SSIM_WEIGHT = 0.5
 
 
 def with_expression_planes(base: Export3D) -> Export3D:
-    """``base`` rebuilt with expression planes (zero directions), every other tensor copied."""
+    """``base`` rebuilt with expression planes (zero directions unless ``base`` has some: then a fit continues
+    from them), every other tensor copied."""
     generator = dataclasses.replace(base.config.generator, expression_planes=True)
     config = dataclasses.replace(base.config, generator=generator)
     model = Export3D(config)
