@@ -73,7 +73,10 @@ _TRACK_NUMBER_VINT = b"\x81"  # track 1 as a 1-byte EBML integer
 def increasing_at_stream_resolution(seconds: np.ndarray) -> bool:
     """Whether times [N] (finite) still strictly increase once rounded to the stream's 1 µs tick: two frames on one
     tick cannot both be shown, so such times must be refused before a render starts, not found after it."""
-    ticks = np.round((np.asarray(seconds, np.float64) - seconds[0]) * _TICKS_PER_SECOND)
+    seconds = np.asarray(seconds, np.float64)
+    if seconds.size == 0:
+        return True  # no two frames to share a tick (an empty list's other faults are the callers' to name)
+    ticks = np.round((seconds - seconds[0]) * _TICKS_PER_SECOND)
     return bool((np.diff(ticks) > 0).all())
 
 

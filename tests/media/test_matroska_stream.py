@@ -13,7 +13,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from export3d_cli.media.matroska_stream import MatroskaFrameStream
+from export3d_cli.media.matroska_stream import MatroskaFrameStream, increasing_at_stream_resolution
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 WIDTH, HEIGHT = 8, 6
@@ -121,3 +121,19 @@ def test_bad_times_are_refused(seconds, duration, message):
     stream.frame_header(0.1, 0.04)
     with pytest.raises(ValueError, match=message):
         stream.frame_header(seconds, duration)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "increasing"),
+    [
+        ([], True),
+        ([3.0], True),
+        ([0.0, 1e-6, 0.04], True),  # one tick apart is enough
+        ([0.0, 4e-7], False),  # increasing in floating point, one tick at the stream's resolution
+        ([0.0, 0.04, 0.04], False),
+        ([0.0, 0.08, 0.04], False),
+        ([1000.5, 1000.500001], True),  # far from zero: ticks are counted from the first time
+    ],
+)
+def test_increasing_at_stream_resolution(seconds, increasing):
+    assert increasing_at_stream_resolution(np.array(seconds)) is increasing
