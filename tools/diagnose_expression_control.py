@@ -268,7 +268,7 @@ def pair_fit(model, data: ClipDataset, clips, meter: FaceMeter, steps: int, lr: 
 def pair_difference(data: ClipDataset, pairs: int, seed: int) -> dict:
     clips = data.clips("train")
     rng = np.random.default_rng(seed)
-    all_beta = np.concatenate([data.params(c.id).expression[data.valid_indices(c.id)] for c in clips])
+    all_beta = data.measured_expressions(clips)
     deltas = {signal: [] for signal in EXPRESSION_SIGNALS}
     # As ``sample_pairs`` draws them: source and driving frame of one clip, independently.
     for _ in range(pairs):
@@ -291,7 +291,7 @@ def pair_difference(data: ClipDataset, pairs: int, seed: int) -> dict:
 @torch.no_grad()
 def embedding(model, data: ClipDataset) -> dict:
     clips = data.clips("test")
-    beta = np.concatenate([data.params(c.id).expression[data.valid_indices(c.id)] for c in clips])
+    beta = data.measured_expressions(clips)
     embedded = model.expression_encoder(torch.from_numpy(beta).float()).numpy().astype(np.float64)  # [N, d]
     design = np.concatenate([embedded, np.ones((len(embedded), 1))], axis=1)
     readback = {}
@@ -316,7 +316,7 @@ def separation(model, data: ClipDataset, amount: float = 0.6) -> dict:
     encoder = model.expression_encoder
     basis = encoder.basis()
     clips = data.clips("test")
-    beta = np.concatenate([data.params(c.id).expression[data.valid_indices(c.id)] for c in clips])
+    beta = data.measured_expressions(clips)
     spread = (encoder(torch.from_numpy(beta).float()) @ basis).std(dim=0).clamp_min(1e-6)
     moves = {}
     for signal, names in EXPRESSION_SIGNALS.items():
@@ -336,7 +336,7 @@ def separation(model, data: ClipDataset, amount: float = 0.6) -> dict:
 
 
 def signal_range(data: ClipDataset) -> dict:
-    beta = np.concatenate([data.params(c.id).expression[data.valid_indices(c.id)] for c in data.manifest.clips])
+    beta = data.measured_expressions(data.manifest.clips)
     return {
         signal: {f"p{q}": float(np.percentile(expression_signal(beta, signal), q)) for q in (5, 50, 95, 99, 100)}
         for signal in EXPRESSION_SIGNALS

@@ -63,7 +63,7 @@ def with_expression_planes(base: Export3D) -> Export3D:
 def set_coordinates(model: Export3D, data: ClipDataset, clips) -> None:
     encoder = model.expression_encoder
     basis = encoder.basis()
-    expression = torch.cat([torch.from_numpy(data.params(clip.id).expression).float() for clip in clips])
+    expression = torch.from_numpy(data.measured_expressions(clips)).float()  # frames with a face, as the trainer
     model.generator.expression_planes.set_coordinates(basis, encoder(expression) @ basis)
 
 

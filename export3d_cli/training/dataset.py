@@ -96,6 +96,10 @@ class ClipDataset:
         """Frames where the face was found (β measured, not interpolated)."""
         return np.flatnonzero(self.params(clip_id).valid)
 
+    def measured_expressions(self, clips: list[ClipRecord]) -> np.ndarray:
+        """β of every frame of ``clips`` where the face was found, in order. Shapes: -> [N, E]."""
+        return np.concatenate([self.params(clip.id).expression[self.valid_indices(clip.id)] for clip in clips])
+
 
 # |Δβ|₁ added to every candidate's weight in expression-weighted pair sampling (between two measured frames of
 # one clip of the demo's synthetic dataset the median |Δβ|₁ is 1.34; 0.05 keeps identical frames possible but rare).

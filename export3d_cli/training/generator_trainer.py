@@ -223,8 +223,7 @@ def measure_expression_statistics(state: TrainingState, dataset: ClipDataset, cl
     encoder = state.model.expression_encoder
     if not getattr(encoder, "needs_statistics", False):
         return 0
-    expressions = [dataset.params(clip.id).expression[dataset.valid_indices(clip.id)] for clip in clips]
-    frames = torch.from_numpy(np.concatenate(expressions)).float()
+    frames = torch.from_numpy(dataset.measured_expressions(clips)).float()
     for model in (state.model, state.ema):
         planes = model.generator.expression_planes
         # The expression tri-planes' z must not change with β′'s new scale: the same frames, seen through the

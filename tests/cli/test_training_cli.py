@@ -452,9 +452,7 @@ def test_train_init_from_weights_with_expression_planes_keeps_them_and_their_coo
     torch.manual_seed(0)
     old = Export3D(old_config)
     data = ClipDataset(synth_dataset)
-    frames = torch.from_numpy(
-        np.concatenate([data.params(c.id).expression[data.valid_indices(c.id)] for c in data.clips("train")])
-    ).float()
+    frames = torch.from_numpy(data.measured_expressions(data.clips("train"))).float()
     with torch.no_grad():
         old.expression_encoder.coefficients[-1].weight.mul_(30.0)  # coefficients that vary between frames
         basis = old.expression_encoder.basis()

@@ -65,6 +65,17 @@ def test_valid_indices_skip_frames_without_a_face(dataset):
     assert dataset.valid_indices("id0-c0").tolist() == list(range(MINI_FRAMES))
 
 
+def test_measured_expressions_are_the_valid_frames_of_the_clips_in_order(dataset):
+    clips = [clip for clip in dataset.manifest.clips if clip.id in (INVALID_CLIP, "id0-c0")]
+    expected = np.concatenate(
+        [dataset.params(clip.id).expression[[t for t in range(MINI_FRAMES) if clip.id != INVALID_CLIP
+                                             or t not in INVALID_FRAMES]] for clip in clips]
+    )  # fmt: skip
+    got = dataset.measured_expressions(clips)
+    assert got.shape == (2 * MINI_FRAMES - len(INVALID_FRAMES), 52)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_clip_batch_images_are_distinct_valid_frames_of_the_returned_clip(dataset, all_frames):
     rng = np.random.default_rng(0)
     for _ in range(40):
