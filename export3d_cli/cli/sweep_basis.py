@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -39,6 +39,9 @@ from export3d_cli.cli.options import (
 )
 from export3d_cli.cli.personalizing import check_personalization_options, choose_model_for_photo
 from export3d_cli.cli.progress import progress
+
+if TYPE_CHECKING:  # the model (and torch) load only when the command runs
+    from export3d_cli.models.export3d import Export3D
 
 
 def sweep_basis(
@@ -137,7 +140,7 @@ SWEEP_SPREAD = 2.5  # standard deviations either side of the mean: ~99% of the t
 TOP_MOVES = 5
 
 
-def automatic_range(model, index: int) -> tuple[float, float]:
+def automatic_range(model: Export3D, index: int) -> tuple[float, float]:
     """``--range auto`` for λ_index: mean ± SWEEP_SPREAD standard deviations over the training frames where the
     weights know them (expression tri-planes), else ``CLeBS.coefficient_span``.
 
