@@ -34,6 +34,14 @@ def train_clebs(
             "positive in the denominator, symmetric (preset default: paper).",
         ),
     ] = None,
+    centre: Annotated[
+        str | None,
+        typer.Option(
+            "--centre",
+            help="images: remove each clip batch's mean from f_I's embeddings; both: from f_e's too, so Eq. (1) "
+            "compares only what changes within the clip (preset default: images).",
+        ),
+    ] = None,
     seed: SeedOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -51,7 +59,7 @@ def train_clebs(
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("train-clebs runs in one process (it is small); launch it without torchrun")
     config = with_overrides(
-        clebs_preset(preset_name), steps=steps, clip_batch=clip_batch, lr=lr, objective=objective, seed=seed
+        clebs_preset(preset_name), steps=steps, clip_batch=clip_batch, lr=lr, objective=objective, centre=centre, seed=seed
     )
     group = setup_process_group(device)
     from export3d_cli.config import preset

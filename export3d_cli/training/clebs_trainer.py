@@ -64,21 +64,29 @@ def load_expression_encoder(encoder: nn.Module, run_dir: Path) -> None:
         raise InputError(f"{path}: does not match the model's expression encoder ({first})") from error
 
 
-def centred(image_embeddings: torch.Tensor) -> torch.Tensor:
-    """f_I's embeddings minus their mean over the batch [K, d].
+def centred(embeddings: torch.Tensor) -> torch.Tensor:
+    """Embeddings minus their mean over the batch [K, d].
 
-    Every frame of a batch comes from one clip, so the mean is the clip's shared appearance, which carries no
-    expression; without removing it, f_I's embeddings of one clip start out nearly parallel (cosines ~0.999), Eq. (1)
-    sits at log(K - 1) and barely moves. f_I is a training-only network, so this is part of its definition.
+    Every frame of a batch comes from one clip, so the mean of f_I's embeddings is the clip's shared appearance,
+    which carries no expression; without removing it, f_I's embeddings of one clip start out nearly parallel
+    (cosines ~0.999), Eq. (1) sits at log(K - 1) and barely moves. f_I is a training-only network, so this is part
+    of its definition. With ``centre="both"`` f_e's embeddings are centred in the loss too (see ``ClebsTrainConfig``).
     """
-    return image_embeddings - image_embeddings.mean(dim=0, keepdim=True)
+    return embeddings - embeddings.mean(dim=0, keepdim=True)
 
 
 @torch.no_grad()
 def clebs_validation(
-    image_encoder: nn.Module, expression_encoder: nn.Module, tau: float, dataset: ClipDataset, clips: list, k: int
+    image_encoder: nn.Module,
+    expression_encoder: nn.Module,
+    tau: float,
+    dataset: ClipDataset,
+    clips: list,
+    k: int,
+    centre: str = "images",
 ) -> dict[str, float]:
-    """Held-out loss and frame ↔ β retrieval accuracy within each clip (chance = 1/K)."""
+    """Held-out loss and frame ↔ β retrieval accuracy within each clip (chance = 1/K), the embeddings centred as in
+    training (``centre``)."""
     losses, hits, total, chance = [], 0, 0, []
     device = next(image_encoder.parameters()).device
     for clip in clips:
@@ -89,7 +97,8 @@ def clebs_validation(
         chosen = valid[np.linspace(0, len(valid) - 1, min(k, len(valid))).round().astype(int)]
         batch = dataset.batch(clip.id, np.unique(chosen))
         images = F.normalize(centred(image_encoder(batch.images.to(device))), dim=-1)
-        expressions = F.normalize(expression_encoder(batch.expression.to(device)), dim=-1)
+        expressions = expression_encoder(batch.expression.to(device))
+        expressions = F.normalize(centred(expressions) if centre == "both" else expressions, dim=-1)
         losses.append(float(clebs_contrastive_loss(images, expressions, tau)))
         similarity = expressions @ images.T  # [K(β), K(X)]
         hits += int((similarity.argmax(dim=1) == torch.arange(len(similarity), device=device)).sum())
@@ -131,6 +140,7 @@ class ClebsTrainer:
         if not has_checkpoint(self.run_dir):
             return False
         state = read_checkpoint_state(self.run_dir)
+        state["config"].setdefault("centre", "images")  # runs from before the setting centred f_I only
         saved = config_from_json(ClebsTrainConfig, state["config"])
         check_resumable(self.run_dir, saved, self.config)
         state = load_checkpoint(
@@ -154,6 +164,8 @@ class ClebsTrainer:
         _, batch = sample_clip_batch(self.dataset, self.train_clips, self.config.clip_batch, self.rng)
         images = centred(self.image_encoder(batch.images.to(self.device)))
         expressions = self.expression_encoder(batch.expression.to(self.device))
+        if self.config.centre == "both":
+            expressions = centred(expressions)
         loss = self.loss(images, expressions)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -169,6 +181,7 @@ class ClebsTrainer:
             self.dataset,
             self.val_clips,
             self.config.clip_batch,
+            self.config.centre,
         )
 
     def log(self, record: dict) -> None:

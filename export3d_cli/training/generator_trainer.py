@@ -81,6 +81,8 @@ class TrainingState:
     rng: np.random.Generator
     step: int = 0
     unstandardized_init: bool = False  # --init weights from before CLeBS standardised its coefficients
+    # --init weights whose own CLeBS --clebs replaced: their encoder, until the modulations are folded for the new one
+    replaced_encoder: nn.Module | None = None
 
     def modules(self) -> dict[str, nn.Module]:
         modules: dict[str, nn.Module] = {"model": self.model, "ema": self.ema}
@@ -102,11 +104,14 @@ def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: to
         model_config = _with_expression_planes_of(model_config, config.init_weights)
     model = Export3D(model_config).to(device)
     unstandardized_init = False
+    replaced_encoder = None
     if config.init_weights:
         unstandardized_init = _load_initial_weights(model, config.init_weights)
         if clebs_run is not None:
-            # A new CLeBS under a warm-started generator (e.g. one pre-trained on a wider expression range): the
-            # generator then learns the new β' from where it was, instead of from scratch.
+            # A new CLeBS under a warm-started generator (e.g. one that separates expressions better): the
+            # generator's modulations are folded for it when training starts (``measure_expression_statistics``)
+            # and then learn the new β' from zero, the rest of the generator from where it was.
+            replaced_encoder = copy.deepcopy(model.expression_encoder).requires_grad_(False)
             load_expression_encoder(model.expression_encoder, clebs_run)
     elif config.expression_encoder == "clebs":
         if clebs_run is None:
@@ -122,7 +127,14 @@ def build_state(config: GeneratorTrainConfig, clebs_run: Path | None, device: to
         discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=(0.0, 0.99))
     rng = np.random.default_rng([config.seed, 5])
     return TrainingState(
-        model, ema, optimizer, discriminator, discriminator_optimizer, rng, unstandardized_init=unstandardized_init
+        model,
+        ema,
+        optimizer,
+        discriminator,
+        discriminator_optimizer,
+        rng,
+        unstandardized_init=unstandardized_init,
+        replaced_encoder=replaced_encoder,
     )
 
 
@@ -195,18 +207,17 @@ def _load_unstandardized(model: Export3D, initial: Export3D) -> None:
 
 
 @torch.no_grad()
-def fold_expression_modulation(model: Export3D, expressions: Tensor) -> None:
-    """Rewrite each EAdaLN modulation ``W·SiLU(β') + b`` of unstandardised weights for standardised β'.
+def fold_expression_modulation(model: Export3D, old_embedding: Tensor) -> None:
+    """Rewrite each EAdaLN modulation ``W·SiLU(β') + b`` for a β' other than the one W was fitted to.
 
-    Their W was fitted to β' ~100x smaller than standardised ones, where it mostly contributed a constant
-    ``W·mean(SiLU(β'))`` (the expression-dependent part varied by ~0.02): that constant moves into the bias and W
-    is zeroed, so the model starts as the expression-independent function it had learnt and the expression path
-    starts from zero, as at initialisation. ``expressions`` β [N, E] are the training frames.
+    ``old_embedding`` [N, d] is β' of the training frames as the weights saw it: unstandardised (~100x smaller than
+    standardised, where W mostly contributed a constant — the expression-dependent part varied by ~0.02), or from
+    the CLeBS that ``--clebs`` replaced (the new coefficients mean something else). The constant ``W·mean(SiLU(β'))``
+    moves into the bias and W is zeroed, so the model starts as the expression-independent function it had learnt
+    and the expression path starts from zero, as at initialisation.
     """
     from export3d_cli.layers.eadaln import ExpressionModulation
 
-    encoder = model.expression_encoder
-    old_embedding = encoder.coefficients_of(expressions) @ encoder.basis().T  # β' = V λ, as the old model saw it
     mean_input = F.silu(old_embedding).mean(dim=0)  # [d]
     for module in model.generator.modules():
         if isinstance(module, ExpressionModulation):
@@ -218,7 +229,9 @@ def fold_expression_modulation(model: Export3D, expressions: Tensor) -> None:
 def measure_expression_statistics(state: TrainingState, dataset: ClipDataset, clips: list) -> int:
     """Set a standardising CLeBS's coefficient statistics from the training frames (once per run); frames used.
 
-    After ``--init`` from unstandardised weights, their EAdaLN modulations are folded for the new scale too.
+    After ``--init`` from unstandardised weights, or with ``--clebs`` replacing the ``--init`` weights' CLeBS, the
+    EAdaLN modulations are folded for the new β' too; expression tri-planes fitted to a replaced CLeBS's
+    coefficients mean nothing under the new one and restart from zero (refit them: tools/fit_expression_planes.py).
     """
     encoder = state.model.expression_encoder
     if not getattr(encoder, "needs_statistics", False):
@@ -226,14 +239,23 @@ def measure_expression_statistics(state: TrainingState, dataset: ClipDataset, cl
     frames = torch.from_numpy(dataset.measured_expressions(clips)).float()
     for model in (state.model, state.ema):
         planes = model.generator.expression_planes
-        # The expression tri-planes' z must not change with β′'s new scale: the same frames, seen through the
-        # standardised β′, give it new coordinates (their own mean and spread absorb the change).
-        z_before = None if planes is None else planes.coordinates(model.expression_encoder(frames))
-        if state.unstandardized_init:
-            fold_expression_modulation(model, frames)
-        model.expression_encoder.set_statistics(frames)
+        encoder = model.expression_encoder
+        if state.replaced_encoder is not None:
+            fold_expression_modulation(model, state.replaced_encoder(frames))
+            if planes is not None:
+                planes.directions.zero_()
+                planes.basis.zero_()  # never fitted: the coordinates are set afresh below
+            z_before = None
+        else:
+            # The expression tri-planes' z must not change with β′'s new scale: the same frames, seen through the
+            # standardised β′, give it new coordinates (their own mean and spread absorb the change).
+            z_before = None if planes is None else planes.coordinates(encoder(frames))
+            if state.unstandardized_init:
+                fold_expression_modulation(model, encoder.coefficients_of(frames) @ encoder.basis().T)
+        encoder.set_statistics(frames)
         if planes is not None:
             refit_expression_plane_coordinates(model, frames, z_before)
+    state.replaced_encoder = None
     return frames.shape[0]
 
 

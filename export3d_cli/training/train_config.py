@@ -20,6 +20,7 @@ class ClebsTrainConfig:
     lr: float = 1e-3
     initial_tau: float = 0.1
     objective: str = "paper"  # Eq. (1) as written, or "infonce" (positive in the denominator; contrastive_loss.py)
+    centre: str = "images"  # remove the batch (= clip) mean from f_I's embeddings, or from f_I's and f_e's ("both")
     eval_every: int = 250
     eval_clips: int = 32
     log_every: int = 10
@@ -29,6 +30,8 @@ class ClebsTrainConfig:
         check_learning_rate(self.lr)
         if self.objective not in ("paper", "infonce"):
             raise UsageError(f"--objective must be paper or infonce, got {self.objective!r}")
+        if self.centre not in ("images", "both"):
+            raise UsageError(f"--centre must be images or both, got {self.centre!r}")
 
 
 def check_learning_rate(lr: float) -> None:

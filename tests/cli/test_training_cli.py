@@ -316,6 +316,9 @@ def test_train_init_with_clebs_keeps_the_generator_and_takes_the_new_clebs(clebs
     """--init W --clebs RUN: G, renderer and SR from W, the expression encoder from RUN (a re-trained CLeBS)."""
     from safetensors.numpy import load_file
 
+    from export3d_cli.models.weights_io import load_model
+    from export3d_cli.training.dataset import ClipDataset
+
     first = tmp_path / "first"
     trained = export3d(
         "train", synth_dataset, "-o", first, "--preset", "tiny", "--clebs", clebs_run[0], "--steps", 2,
@@ -335,18 +338,48 @@ def test_train_init_with_clebs_keeps_the_generator_and_takes_the_new_clebs(clebs
     start = load_file(str(first / "model" / "model.safetensors"))
     exported = load_file(str(tmp_path / "second" / "model" / "model.safetensors"))
     clebs = load_file(str(other_clebs / "clebs" / "expression_encoder.safetensors"))
+    modulations = _modulation_linears(tmp_path / "second" / "model")
+    assert modulations
+    folded = {f"{name}.{kind}" for name in modulations for kind in ("weight", "bias")}
     for name, value in exported.items():
-        if name.startswith("expression_encoder.coefficient_"):
-            continue  # the statistics of the new CLeBS, measured when training starts (checked below)
+        if name.startswith("expression_encoder.coefficient_") or name in folded:
+            continue  # the statistics of the new CLeBS, and the folded modulations (both checked below)
         if name.startswith("expression_encoder."):
             assert np.array_equal(value, clebs[name.removeprefix("expression_encoder.")]), name
         else:
             assert np.array_equal(value, start[name]), name
+    # The generator's modulations were fitted to the old CLeBS's β': folded for the new one, they give on the
+    # training frames what they gave on average before, and the expression path restarts from zero.
+    old_model, new_model = load_model(first / "model").eval(), load_model(tmp_path / "second" / "model").eval()
+    data = ClipDataset(synth_dataset)
+    frames = torch.from_numpy(data.measured_expressions(data.clips("train"))).float()
+    with torch.no_grad():
+        old_embedding, new_embedding = old_model.expression_encoder(frames), new_model.expression_encoder(frames)
+        old_linears, new_linears = _modulation_linears(old_model), _modulation_linears(new_model)
+        for name, linear in new_linears.items():
+            assert not linear.weight.any(), name
+            old_mean = old_linears[name](torch.nn.functional.silu(old_embedding)).mean(dim=0)
+            new_output = linear(torch.nn.functional.silu(new_embedding))
+            torch.testing.assert_close(new_output, old_mean.expand_as(new_output), atol=1e-5, rtol=1e-5)
     assert int(exported["expression_encoder.coefficient_frames"]) > 0
     assert not np.array_equal(
         exported["expression_encoder.coefficient_mean"], start["expression_encoder.coefficient_mean"]
     )
     assert any(not np.array_equal(exported[n], start[n]) for n in exported if n.startswith("expression_encoder."))
+
+
+def _modulation_linears(model) -> dict:
+    """The linear layer of every EAdaLN modulation, by parameter-name prefix; ``model`` an Export3D or its folder."""
+    from export3d_cli.layers.eadaln import ExpressionModulation
+    from export3d_cli.models.weights_io import load_model
+
+    if not isinstance(model, torch.nn.Module):
+        model = load_model(model)
+    return {
+        f"{name}.proj.1": module.proj[1]
+        for name, module in model.named_modules()
+        if isinstance(module, ExpressionModulation)
+    }
 
 
 def test_train_unknown_pair_sampling_is_a_usage_error(synth_dataset, tmp_path):

@@ -428,7 +428,7 @@ def test_folding_unstandardized_modulations_keeps_their_mean_output_and_zeroes_t
     with torch.no_grad():
         old_embedding = model.expression_encoder.coefficients_of(frames) @ model.expression_encoder.basis().T
         old_means = [module.proj(old_embedding).mean(dim=0) for module in modulations]
-    fold_expression_modulation(model, frames)
+    fold_expression_modulation(model, old_embedding)
     model.expression_encoder.set_statistics(frames)
     with torch.no_grad():
         embedding = model.expression_encoder(frames)
@@ -436,3 +436,56 @@ def test_folding_unstandardized_modulations_keeps_their_mean_output_and_zeroes_t
             assert not module.proj[1].weight.any()
             new = module.proj(embedding)
             torch.testing.assert_close(new, mean.expand_as(new), atol=1e-5, rtol=1e-5)
+
+
+class _Offset(torch.nn.Module):
+    """An expression encoder plus one constant vector: what a clip-wide bias in f_e (appearance) would add."""
+
+    def __init__(self, encoder: torch.nn.Module, offset: torch.Tensor) -> None:
+        super().__init__()
+        self.encoder, self.offset = encoder, offset
+
+    def forward(self, beta: torch.Tensor) -> torch.Tensor:
+        return self.encoder(beta) + self.offset
+
+
+def test_centring_both_embeddings_makes_the_objective_blind_to_a_constant_in_f_e(clebs_run, dataset):
+    """With ``centre="both"`` Eq. (1) compares only what changes within a clip: a vector added to every f_e output
+    changes neither loss nor retrieval; with f_I centred alone (``"images"``) it does."""
+    trainer = clebs_run.trainer
+    encoder = trainer.expression_encoder.eval()
+    offset = 3.0 * torch.randn(encoder.config.embed_dim, generator=torch.Generator().manual_seed(1))
+    shifted = _Offset(encoder, offset)
+    clips = dataset.clips("test") + dataset.clips("train")
+    for centre, blind in (("both", True), ("images", False)):
+        plain = clebs_validation(trainer.image_encoder, encoder, 0.1, dataset, clips, 6, centre)
+        moved = clebs_validation(trainer.image_encoder, shifted, 0.1, dataset, clips, 6, centre)
+        if blind:
+            assert moved["val_loss"] == pytest.approx(plain["val_loss"], abs=1e-5)
+            assert moved["val_retrieval"] == plain["val_retrieval"]
+        else:
+            assert abs(moved["val_loss"] - plain["val_loss"]) > 1e-3, (plain, moved)
+
+
+def test_clebs_run_from_before_the_centre_setting_resumes_as_images_only(clebs_run, dataset, tmp_path):
+    run_dir = tmp_path / "old"
+    shutil.copytree(clebs_run.run_dir, run_dir)
+    state_file = run_dir / CHECKPOINT_DIR / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["config"]["centre"]  # as written before the setting existed
+    state_file.write_text(json.dumps(state))
+    config = with_overrides(clebs_run.trainer.config, steps=CLEBS_STEPS + 5)
+    assert config.centre == "images"
+    assert ClebsTrainer(dataset, run_dir, config, torch.device("cpu")).resume_if_possible()
+    both = ClebsTrainer(dataset, run_dir, with_overrides(config, centre="both"), torch.device("cpu"))
+    with pytest.raises(UsageError, match=r"other settings \(centre\)"):
+        both.resume_if_possible()
+
+
+def test_clebs_training_with_both_centred_lowers_its_loss(dataset, tmp_path):
+    config = with_overrides(CLEBS_PRESETS["tiny"], steps=CLEBS_STEPS, centre="both", eval_every=0)
+    trainer = ClebsTrainer(dataset, tmp_path / "run", config, torch.device("cpu"))
+    losses: list[float] = []
+    metrics = trainer.train(lambda step, total, terms: losses.append(terms["loss"]))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, losses
+    assert 0.0 <= metrics["val_retrieval"] <= 1.0
