@@ -65,7 +65,7 @@ def bench(name: str, batch: int, repeats: int) -> None:
     expression = torch.rand(batch, config.expression.expression_dim, device="cuda") * 0.5
     camera = Camera.look_at(torch.linspace(-0.3, 0.3, batch), torch.zeros(batch)).label().cuda()
     cam2world, intrinsics = split_camera_label(camera)
-    planes = model.generator.generate(source, model.expression_encoder(expression))
+    planes = model.generator.generate(source, model.expression_encoder(expression), expression)
 
     variants = [(fused, dtype) for dtype in (torch.float32, torch.bfloat16) for fused in (True, False)]
     model_times: dict = {v: [] for v in variants}

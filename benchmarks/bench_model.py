@@ -53,12 +53,17 @@ def bench_preset(name: str, batch: int, repeats: int, device: torch.device) -> d
     cam2world, intrinsics = split_camera_label(camera)
 
     features = model.encode_source(source)
-    planes = model.generator.generate(features, model.expression_encoder(expression))
+    embedding = model.expression_encoder(expression)
+    planes = model.generator.generate(features, embedding, expression)
     rendered = model.renderer(planes, cam2world, intrinsics)
 
     timings = {
         "source": _timed(lambda: model.encode_source(source), repeats, device),
-        "G": _timed(lambda: model.generator.generate(features, model.expression_encoder(expression)), repeats, device)
+        "G": _timed(
+            lambda: model.generator.generate(features, model.expression_encoder(expression), expression),
+            repeats,
+            device,
+        )
         / batch,
         "render": _timed(lambda: model.renderer(planes, cam2world, intrinsics), repeats, device) / batch,
         "SR": _timed(lambda: model.superres(rendered.features), repeats, device) / batch,

@@ -47,6 +47,9 @@ class ImageEncoderConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256, 512)
 
 
+EXPRESSION_PLANE_COORDINATES = ("clebs", "blendshapes")
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Tri-plane generator G (paper §3.2, DESIGN §3.3)."""
@@ -66,8 +69,10 @@ class GeneratorConfig:
     lowpass_size: int = 5
     triplane_channels: int = 32
     ema_momentum: float = 0.999  # T_EMA <- m T_EMA + (1 - m) mean(T)
-    # Per-texel tri-plane directions, one per CLeBS basis vector, added to G's output (models/expression_planes.py).
+    # Per-texel tri-plane directions added to G's output (models/expression_planes.py), one per coordinate of the
+    # expression: the CLeBS coefficients ("clebs") or the principal components of β ("blendshapes").
     expression_planes: bool = False
+    expression_planes_coordinates: str = "clebs"
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,11 @@ class ModelConfig:
             problems.append(f"expression.kind must be 'clebs' or 'direct', got {e.kind!r}")
         if e.kind == "clebs" and not 0 < e.basis_size <= e.embed_dim:
             problems.append("expression.basis_size n must satisfy 0 < n <= embed_dim d")
+        if self.generator.expression_planes_coordinates not in EXPRESSION_PLANE_COORDINATES:
+            problems.append(
+                f"generator.expression_planes_coordinates must be one of {', '.join(EXPRESSION_PLANE_COORDINATES)}, "
+                f"got {self.generator.expression_planes_coordinates!r}"
+            )
         if self.generator.expression_planes and e.kind != "clebs":
             problems.append("generator.expression_planes needs the CLeBS expression encoder (its basis)")
         r = self.renderer

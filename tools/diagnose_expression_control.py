@@ -160,7 +160,7 @@ def representable(model, data: ClipDataset, clips, meter: FaceMeter, fit_clips: 
         target = data.batch(clip.id, [opened])
         with torch.no_grad():
             features = model.encode_source(source.images)
-            planes = model.generator.generate(features, model.expression_encoder(target.expression))
+            planes = model.generator.generate(features, model.expression_encoder(target.expression), target.expression)
             before = model.render(features, target.expression, target.camera).image
         cam2world, intrinsics = split_camera_label(target.camera)
         raw_target = F.interpolate(target.images, size=model.config.render_resolution, mode="area")

@@ -1,7 +1,7 @@
 """Fit expression tri-planes (``models/expression_planes.py``) onto trained weights, everything else frozen.
 
     python tools/fit_expression_planes.py WEIGHTS DATASET -o RUN [--steps 1500] [--lr 1e-2] [--batch 8]
-        [--region-weight W] [--pair-sampling uniform|expression]
+        [--region-weight W] [--pair-sampling uniform|expression] [--coordinates clebs|blendshapes]
 
 Each step draws ``--batch`` source/target pairs of the training split as stage 2 does (``sample_pairs``: same
 clip, the target a frame with a face) and fits the directions D_k so that G's tri-plane + Σ z_k D_k, rendered at
@@ -12,8 +12,10 @@ a few percent of the pixels, so a smile that is not shown barely costs anything 
 ``--pair-sampling expression`` draws targets whose expression differs from the source's more often, as stage 2's
 option of that name. G, the renderer, SR and
 CLeBS are frozen (eval mode), so their weights are kept bit for bit and only ``generator.expression_planes.*`` is
-new. The coordinates z (the CLeBS basis V and the coefficients' mean and spread) are fixed from the training
-split's frames before the first step.
+new. The coordinates z are fixed from the training split's frames before the first step: the CLeBS coefficients
+(``--coordinates clebs``: the basis V, the coefficients' mean and spread) or the n leading principal components of
+β over those frames (``--coordinates blendshapes``, the default: they keep the smile, the CLeBS coefficients do not;
+``models/expression_planes.py``).
 
 Resumable: ``RUN/checkpoint.safetensors`` (+ ``.json``) every ``--checkpoint-every`` steps holds D and Adam's state;
 a step's pairs are drawn from ``seed + step``, so a resumed run draws what an uninterrupted one would. At the end
@@ -46,10 +48,14 @@ CHECKPOINT = "checkpoint.safetensors"
 SSIM_WEIGHT = 0.5
 
 
-def with_expression_planes(base: Export3D) -> Export3D:
-    """``base`` rebuilt with expression planes (zero directions unless ``base`` has some: then a fit continues
-    from them), every other tensor copied."""
-    generator = dataclasses.replace(base.config.generator, expression_planes=True)
+def with_expression_planes(base: Export3D, coordinates: str = "blendshapes") -> Export3D:
+    """``base`` rebuilt with expression planes on ``coordinates`` (zero directions unless ``base`` has some on the
+    same coordinates: then a fit continues from them), every other tensor copied."""
+    if base.config.generator.expression_planes and base.config.generator.expression_planes_coordinates != coordinates:
+        base = _without_expression_planes(base)
+    generator = dataclasses.replace(
+        base.config.generator, expression_planes=True, expression_planes_coordinates=coordinates
+    )
     config = dataclasses.replace(base.config, generator=generator)
     model = Export3D(config)
     result = model.load_state_dict(base.state_dict(), strict=False)
@@ -59,12 +65,26 @@ def with_expression_planes(base: Export3D) -> Export3D:
     return model
 
 
+def _without_expression_planes(base: Export3D) -> Export3D:
+    generator = dataclasses.replace(base.config.generator, expression_planes=False)
+    model = Export3D(dataclasses.replace(base.config, generator=generator))
+    state = {k: v for k, v in base.state_dict().items() if not k.startswith("generator.expression_planes.")}
+    model.load_state_dict(state, strict=True)
+    return model
+
+
 @torch.no_grad()
 def set_coordinates(model: Export3D, data: ClipDataset, clips) -> None:
+    planes = model.generator.expression_planes
+    expression = torch.from_numpy(data.measured_expressions(clips)).float()  # frames with a face, as the trainer
+    if planes.reads == "blendshapes":
+        count = planes.directions.shape[0]
+        basis = torch.linalg.svd(expression - expression.mean(dim=0), full_matrices=False).Vh[:count].T  # [E, n]
+        planes.set_coordinates(basis.contiguous(), expression @ basis)
+        return
     encoder = model.expression_encoder
     basis = encoder.basis()
-    expression = torch.from_numpy(data.measured_expressions(clips)).float()  # frames with a face, as the trainer
-    model.generator.expression_planes.set_coordinates(basis, encoder(expression) @ basis)
+    planes.set_coordinates(basis, encoder(expression) @ basis)
 
 
 def main() -> None:
@@ -78,12 +98,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--region-weight", type=float, default=0.0)
     parser.add_argument("--pair-sampling", choices=PAIR_SAMPLINGS, default="uniform")
+    parser.add_argument("--coordinates", choices=("clebs", "blendshapes"), default="blendshapes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     args = parser.parse_args()
 
     base_directory = Path(args.weights)
-    model = with_expression_planes(load_model(base_directory)).eval()
+    model = with_expression_planes(load_model(base_directory), args.coordinates).eval()
     model.requires_grad_(False)
     planes = model.generator.expression_planes
     planes.directions.requires_grad_(True)
@@ -114,7 +135,8 @@ def main() -> None:
             features = model.encode_source(pairs.source)
             embedding = model.expression_encoder(pairs.driving.expression)
         # Only the directions require a gradient, so autograd records G's forward from the planes' term on.
-        output = model.render_planes(model.generator.generate(features, embedding), pairs.driving.camera)
+        planes_now = model.generator.generate(features, embedding, pairs.driving.expression)
+        output = model.render_planes(planes_now, pairs.driving.camera)
         loss = (
             reconstruction_loss(output, pairs.driving.images, SSIM_WEIGHT)
             + args.decay * planes.directions.square().mean()
@@ -159,6 +181,7 @@ def main() -> None:
         "batch": args.batch,
         "region_weight": args.region_weight,
         "pair_sampling": args.pair_sampling,
+        "coordinates": args.coordinates,
         "seed": args.seed,
         "clips": len(clips),
         "first_loss": losses[0],

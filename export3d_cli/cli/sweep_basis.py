@@ -7,10 +7,12 @@ Output: a video (.mp4) or a grid image, each tile captioned with its λ.
 
 The paper scales λ_4 and λ_8 from 1 to 10; here learned coefficients are of order
 0.1 (a photo's own λ is typically within ±0.3), so ``--range auto`` (the default)
-sweeps what faces produce: with expression tri-planes, whose buffers hold how λ_I
-spreads over the training frames, its mean ± 2.5 standard deviations; otherwise the
-span λ_I takes over the neutral face and the 52 single-blendshape extremes
-(``CLeBS.coefficient_span``). ``--measure``
+sweeps what faces produce: with expression tri-planes on the CLeBS coefficients, whose
+buffers hold how λ_I spreads over the training frames, its mean ± 2.5 standard
+deviations; otherwise the span λ_I takes over the neutral face and the 52
+single-blendshape extremes (``CLeBS.coefficient_span``). Expression tri-planes on β's
+principal components follow the sweep through ``blendshapes_along``: the smallest
+change of β that moves λ_I alone (to first order). ``--measure``
 re-measures the 52 blendshapes on every tile with the face pipeline and reports
 which ones the direction moves, and by how much.
 """
@@ -41,6 +43,8 @@ from export3d_cli.cli.personalizing import check_personalization_options, choose
 from export3d_cli.cli.progress import progress
 
 if TYPE_CHECKING:  # the model (and torch) load only when the command runs
+    import torch
+
     from export3d_cli.models.export3d import Export3D
 
 
@@ -106,12 +110,13 @@ def sweep_basis(
         values = torch.linspace(low, high, steps, device=animator.device)
         coefficients[:, index] = values
         embedding = encoder.from_coefficients(coefficients)  # [K, d]
+        blendshapes = blendshapes_along(animator.model, beta.float(), index, values)  # [K, E]
     cameras = np.repeat(analysis.camera[None], steps, axis=0)
     with progress("Rendering the sweep", quiet=quiet) as bar:
         frames: list[np.ndarray] = []  # uncaptioned, for --measure
 
         def captioned() -> Iterator[np.ndarray]:
-            rendered = animator.render_embedding(encoded, embedding, cameras)
+            rendered = animator.render_embedding(encoded, embedding, cameras, blendshapes)
             for frame, value in zip(rendered, values.tolist(), strict=True):
                 frames.append(frame)
                 yield caption_frame(frame, f"lam{index} {value:+.3f}")
@@ -148,11 +153,31 @@ def automatic_range(model: Export3D, index: int) -> tuple[float, float]:
     up to 8 standard deviations out (bundled weights), where the planes' offsets make unrecognisable tiles.
     """
     planes = model.generator.expression_planes
-    if planes is not None:
+    if planes is not None and planes.reads == "clebs":
         mean, spread = float(planes.coefficient_mean[index]), float(planes.coefficient_std[index])
         return mean - SWEEP_SPREAD * spread, mean + SWEEP_SPREAD * spread
     low, high = model.expression_encoder.coefficient_span()
     return float(low[index]), float(high[index])
+
+
+def blendshapes_along(model: Export3D, expression: torch.Tensor, index: int, values: torch.Tensor) -> torch.Tensor:
+    """β [K, E] for λ_index swept through ``values`` [K] from the photo's β [1, E]: β + J⁺ e_index (λ − λ_photo),
+    clamped to [0, 1].
+
+    J = ∂λ/∂β [n, E] is CLeBS's Jacobian at the photo's β, and its pseudo-inverse gives the smallest change of the
+    blendshapes that moves λ_index alone, to first order: what the direction stands for in blendshapes, so that
+    expression tri-planes that read β (``expression_planes.py``) show it as well as G does.
+    """
+    import torch
+
+    encoder = model.expression_encoder
+    with torch.enable_grad():
+        jacobian = torch.autograd.functional.jacobian(
+            lambda beta: encoder.coefficients_of(beta[None])[0], expression[0]
+        )
+    step = torch.linalg.pinv(jacobian)[:, index]  # [E]: β change per unit of λ_index
+    own = encoder.coefficients_of(expression)[0, index]
+    return (expression + (values - own)[:, None] * step[None]).clamp(0.0, 1.0)
 
 
 def measure_sweep(frames: list[np.ndarray]) -> dict:

@@ -42,6 +42,14 @@ def train_clebs(
             "compares only what changes within the clip (preset default: images).",
         ),
     ] = None,
+    image_input: Annotated[
+        str | None,
+        typer.Option(
+            "--image-input",
+            help="What the image encoder f_I sees of a frame: pixels (the paper's crop) or landmarks (the face "
+            "pipeline's 478 points, normalised per frame) (preset default: pixels).",
+        ),
+    ] = None,
     seed: SeedOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -59,7 +67,14 @@ def train_clebs(
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("train-clebs runs in one process (it is small); launch it without torchrun")
     config = with_overrides(
-        clebs_preset(preset_name), steps=steps, clip_batch=clip_batch, lr=lr, objective=objective, centre=centre, seed=seed
+        clebs_preset(preset_name),
+        steps=steps,
+        clip_batch=clip_batch,
+        lr=lr,
+        objective=objective,
+        centre=centre,
+        image_input=image_input,
+        seed=seed,
     )
     group = setup_process_group(device)
     from export3d_cli.config import preset

@@ -44,7 +44,11 @@ class Export3D(nn.Module):
         self.config = config
         self.expression_encoder = build_expression_encoder(config.expression)
         self.generator = TriplaneGenerator(
-            config.generator, config.resolution, config.expression.embed_dim, config.expression.basis_size
+            config.generator,
+            config.resolution,
+            config.expression.embed_dim,
+            config.expression.basis_size,
+            config.expression.expression_dim,
         )
         self.renderer = TriplaneRenderer(config.renderer, config.generator.triplane_channels, config.render_resolution)
         self.superres = SuperResolution(config.superres, config.generator.triplane_channels)
@@ -61,11 +65,16 @@ class Export3D(nn.Module):
             raise ValueError(
                 f"expression must have {self.config.expression.expression_dim} values, got {expression.shape[-1]}"
             )
-        return self.render_embedding(source, self.expression_encoder(expression), camera)
+        return self.render_embedding(source, self.expression_encoder(expression), camera, expression)
 
-    def render_embedding(self, source: SourceFeatures, embedding: Tensor, camera: Tensor) -> Export3DOutput:
-        """``render`` from β' = f_e(β) [B, d] directly (e.g. a CLeBS coefficient swept by hand, paper Fig. 9)."""
-        planes = self.generator.generate(source, embedding)
+    def render_embedding(
+        self, source: SourceFeatures, embedding: Tensor, camera: Tensor, blendshapes: Tensor | None = None
+    ) -> Export3DOutput:
+        """``render`` from β' = f_e(β) [B, d] directly (e.g. a CLeBS coefficient swept by hand, paper Fig. 9).
+
+        ``blendshapes`` β [B, E]: needed by expression tri-planes on β's principal components (they hold the
+        expression β gives them while β' is swept)."""
+        planes = self.generator.generate(source, embedding, blendshapes)
         if self.personal is not None:
             planes = planes + self.personal(embedding)
         return self.render_planes(planes, camera)

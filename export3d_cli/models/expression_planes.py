@@ -1,7 +1,17 @@
-"""Expression tri-planes: one per-texel tri-plane direction per CLeBS basis vector, shared by every identity.
+"""Expression tri-planes: one per-texel tri-plane direction per expression coordinate, shared by every identity.
 
-    z  = (β′ V − mean) / std            the standardised CLeBS coefficients [B, n]
+    z  = (x V − mean) / std             n standardised coordinates of the expression [B, n]
     ΔT = Σ_k z_k D_k                    [B, 3, C, R/2, R/2], added to G's tri-plane (after T_EMA)
+
+Two choices of coordinates (``GeneratorConfig.expression_planes_coordinates``, ``reads``):
+
+- ``"clebs"``: x = β′ and V the CLeBS basis, so z are the CLeBS coefficients (the first bundled planes).
+- ``"blendshapes"``: x = β and V its n leading principal directions over the training frames. The CLeBS
+  coefficients keep too little of the smile to drive it: on held-out synthetic frames a linear read-back of the
+  smile from them reaches R² 0.72 (jaw 0.94, blink 0.89, brow 0.93), and smiling moves them almost opposite to
+  raising the brows; 10 principal components of β keep it (R² 0.999; jaw 0.98, blink 0.92, brow 0.98). Fitted the
+  same way, 400 steps: smile response +0.10 instead of −0.00 (docs/expression-control-diagnosis.md). G keeps the
+  paper's path — β′ from CLeBS through EAdaLN — untouched.
 
 Why (``docs/expression-control-diagnosis.md``): G's tri-plane is an upsampled ViT output, and in the training a CPU
 affords it learns colour and shape but not a mouth that opens — fitted to one closed and one open frame for 400
@@ -23,26 +33,28 @@ from torch import Tensor, nn
 
 
 class ExpressionPlanes(nn.Module):
-    def __init__(self, embed_dim: int, count: int, plane_shape: tuple[int, ...]) -> None:
-        """``embed_dim`` d of β′, ``count`` n of directions (the CLeBS basis size), plane_shape (3, C, H, W)."""
+    def __init__(self, input_dim: int, count: int, plane_shape: tuple[int, ...], reads: str = "clebs") -> None:
+        """``input_dim``: d of β′ (``reads="clebs"``) or E of β (``"blendshapes"``); ``count`` n of directions (the
+        CLeBS basis size), plane_shape (3, C, H, W)."""
         super().__init__()
+        self.reads = reads
         self.directions = nn.Parameter(torch.zeros(count, *plane_shape))
-        self.register_buffer("basis", torch.zeros(embed_dim, count))
+        self.register_buffer("basis", torch.zeros(input_dim, count))
         self.register_buffer("coefficient_mean", torch.zeros(count))
         self.register_buffer("coefficient_std", torch.ones(count))
 
     @torch.no_grad()
     def set_coordinates(self, basis: Tensor, coefficients: Tensor) -> None:
-        """Fix V [d, n] and the standardisation from the coefficients λ = β′ V of training frames [N, n]."""
+        """Fix V [input_dim, n] and the standardisation from the coefficients x V of training frames [N, n]."""
         self.basis.copy_(basis)
         self.coefficient_mean.copy_(coefficients.mean(dim=0))
         self.coefficient_std.copy_(coefficients.std(dim=0).clamp_min(1e-6))
 
-    def coordinates(self, embedding: Tensor) -> Tensor:
-        """z [B, n] for β′ [B, d]."""
-        return (embedding @ self.basis - self.coefficient_mean) / self.coefficient_std
+    def coordinates(self, expression: Tensor) -> Tensor:
+        """z [B, n] for x [B, input_dim] (β′ or β, as ``reads`` says)."""
+        return (expression @ self.basis - self.coefficient_mean) / self.coefficient_std
 
-    def forward(self, embedding: Tensor) -> Tensor:
-        """Shapes: β′ [B, d] -> tri-plane offset [B, 3, C, H, W]."""
-        z = self.coordinates(embedding)
+    def forward(self, expression: Tensor) -> Tensor:
+        """Shapes: x [B, input_dim] (β′ or β) -> tri-plane offset [B, 3, C, H, W]."""
+        z = self.coordinates(expression)
         return (z @ self.directions.flatten(1)).view(-1, *self.directions.shape[1:])

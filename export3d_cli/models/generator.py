@@ -76,7 +76,9 @@ def _tokens_to_grid(tokens: Tensor, size: int) -> Tensor:
 
 
 class TriplaneGenerator(nn.Module):
-    def __init__(self, config: GeneratorConfig, resolution: int, embed_dim: int, basis_size: int = 0) -> None:
+    def __init__(
+        self, config: GeneratorConfig, resolution: int, embed_dim: int, basis_size: int = 0, expression_dim: int = 52
+    ) -> None:
         super().__init__()
         self.config = config
         self.resolution = resolution
@@ -113,7 +115,12 @@ class TriplaneGenerator(nn.Module):
         plane = resolution // 2
         self.register_buffer("triplane_ema", torch.zeros(1, 3, config.triplane_channels, plane, plane))
         self.expression_planes = (
-            ExpressionPlanes(embed_dim, basis_size, (3, config.triplane_channels, plane, plane))
+            ExpressionPlanes(
+                expression_dim if config.expression_planes_coordinates == "blendshapes" else embed_dim,
+                basis_size,
+                (3, config.triplane_channels, plane, plane),
+                reads=config.expression_planes_coordinates,
+            )
             if config.expression_planes
             else None
         )
@@ -127,8 +134,11 @@ class TriplaneGenerator(nn.Module):
         tokens, grid, _ = self.patch_merge(eighth)  # [B, R²/2^8, h]
         return SourceFeatures(tokens=tokens, skip=half, grid=grid)
 
-    def generate(self, source: SourceFeatures, expression: Tensor) -> Tensor:
-        """Shapes: expression beta' [B, d] -> tri-plane [B, 3, 32, R/2, R/2] (T_EMA included)."""
+    def generate(self, source: SourceFeatures, expression: Tensor, blendshapes: Tensor | None = None) -> Tensor:
+        """Shapes: expression beta' [B, d] -> tri-plane [B, 3, 32, R/2, R/2] (T_EMA included).
+
+        ``blendshapes`` beta [B, E], the input of beta', is needed by expression tri-planes whose coordinates are
+        the principal components of beta (``expression_planes_coordinates="blendshapes"``)."""
         source = source.expand(expression.shape[0])
         x, g = source.tokens, source.grid
         for block in self.blocks:
@@ -147,7 +157,12 @@ class TriplaneGenerator(nn.Module):
             self._update_triplane_ema(planes)
         planes = planes + self.triplane_ema
         if self.expression_planes is not None:
-            planes = planes + self.expression_planes(expression)
+            if self.expression_planes.reads == "blendshapes":
+                if blendshapes is None:
+                    raise ValueError("these expression tri-planes read beta: pass blendshapes to generate()")
+                planes = planes + self.expression_planes(blendshapes)
+            else:
+                planes = planes + self.expression_planes(expression)
         return planes
 
     @torch.no_grad()
@@ -160,6 +175,6 @@ class TriplaneGenerator(nn.Module):
             mean /= torch.distributed.get_world_size()
         self.triplane_ema.mul_(m).add_(mean, alpha=1 - m)
 
-    def forward(self, source: Tensor, expression: Tensor) -> Tensor:
+    def forward(self, source: Tensor, expression: Tensor, blendshapes: Tensor | None = None) -> Tensor:
         """G(S, beta'): shapes source [B, 3, R, R], expression [B, d] -> [B, 3, 32, R/2, R/2]."""
-        return self.generate(self.encode_source(source), expression)
+        return self.generate(self.encode_source(source), expression, blendshapes)

@@ -85,7 +85,7 @@ def tune(
     with torch.no_grad():
         embeddings = model.expression_encoder(expression)  # [N, d]
         features = model.encode_source(source)
-        cached = None if config.tune_generator else _generator_planes(model, features, embeddings)
+        cached = None if config.tune_generator else _generator_planes(model, features, embeddings, expression)
     personal = attach(model, embeddings[0], embeddings)
     tuned = [p for name, p in tuned_base_parameters(model).items() if config.tune_generator or name[:9] != "generator"]
     for parameter in [*tuned, *personal.parameters()]:
@@ -106,7 +106,9 @@ def tune(
                 picks += list(rng.choice(others, size=config.batch - 1, replace=len(others) < config.batch - 1))
             index = torch.tensor(picks, device=device)
             if cached is None:
-                output = model.render_embedding(model.encode_source(source), embeddings[index], camera[index])
+                output = model.render_embedding(
+                    model.encode_source(source), embeddings[index], camera[index], expression[index]
+                )
             else:
                 output = model.render_planes(cached[index] + personal(embeddings[index]), camera[index])
             loss = reconstruction_loss(output, images[index], config.ssim_weight)
@@ -125,8 +127,12 @@ def tune(
     return result
 
 
-def _generator_planes(model: Export3D, features, embeddings: Tensor, chunk: int = 8) -> Tensor:
-    """G(S, β′) + T_EMA for every set image [N, 3, C, H, W], without the personal term."""
+def _generator_planes(model: Export3D, features, embeddings: Tensor, expression: Tensor, chunk: int = 8) -> Tensor:
+    """G(S, β′) + T_EMA (+ expression tri-planes) for every set image [N, 3, C, H, W], without the personal term;
+    embeddings β′ [N, d], expression β [N, E]."""
     return torch.cat(
-        [model.generator.generate(features, embeddings[i : i + chunk]) for i in range(0, len(embeddings), chunk)]
+        [
+            model.generator.generate(features, embeddings[i : i + chunk], expression[i : i + chunk])
+            for i in range(0, len(embeddings), chunk)
+        ]
     )

@@ -155,14 +155,16 @@ class Animator:
 
     @torch.no_grad()
     def render_embedding(
-        self, source: EncodedSource, embedding: torch.Tensor, camera: np.ndarray
+        self, source: EncodedSource, embedding: torch.Tensor, camera: np.ndarray, blendshapes: torch.Tensor
     ) -> Iterator[np.ndarray]:
-        """Like ``render`` with β' [T, d] given directly (sweep-basis bypasses f_e)."""
+        """Like ``render`` with β' [T, d] given directly (sweep-basis bypasses f_e); ``blendshapes`` β [T, E] for
+        expression tri-planes that read β."""
         for start in range(0, len(embedding), self.batch_size):
             chunk = embedding[start : start + self.batch_size].to(self.device)
+            beta = blendshapes[start : start + self.batch_size].to(self.device)
             labels = torch.from_numpy(np.asarray(camera[start : start + self.batch_size], np.float32)).to(self.device)
             with self._autocast():
-                image = self.model.render_embedding(source.features, chunk, labels).image
+                image = self.model.render_embedding(source.features, chunk, labels, beta).image
             yield from _to_uint8(image)
 
 

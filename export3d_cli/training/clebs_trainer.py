@@ -24,9 +24,10 @@ from torch import nn
 
 from export3d_cli.atomic import atomic_path, atomic_write_text
 from export3d_cli.config import ExpressionEncoderConfig, preset
+from export3d_cli.data.dataset_layout import NUM_LANDMARKS
 from export3d_cli.errors import InputError, Interrupted, UsageError
 from export3d_cli.models.expression_encoder import build_expression_encoder
-from export3d_cli.models.image_encoder import ImageEncoder
+from export3d_cli.models.image_encoder import ImageEncoder, LandmarkEncoder
 from export3d_cli.training.checkpoint import (
     has_checkpoint,
     load_checkpoint,
@@ -96,7 +97,7 @@ def clebs_validation(
         chance.append(1.0 / min(k, len(valid)))
         chosen = valid[np.linspace(0, len(valid) - 1, min(k, len(valid))).round().astype(int)]
         batch = dataset.batch(clip.id, np.unique(chosen))
-        images = F.normalize(centred(image_encoder(batch.images.to(device))), dim=-1)
+        images = F.normalize(centred(image_encoder(getattr(batch, image_encoder.reads).to(device))), dim=-1)
         expressions = expression_encoder(batch.expression.to(device))
         expressions = F.normalize(centred(expressions) if centre == "both" else expressions, dim=-1)
         losses.append(float(clebs_contrastive_loss(images, expressions, tau)))
@@ -122,7 +123,12 @@ class ClebsTrainer:
             raise UsageError("train-clebs trains a CLeBS encoder; the preset's expression encoder is not CLeBS")
         torch.manual_seed(config.seed)
         self.expression_encoder = build_expression_encoder(self.encoder_config).to(device)
-        self.image_encoder = ImageEncoder(model_config.image_encoder, self.encoder_config.embed_dim).to(device)
+        embed_dim = self.encoder_config.embed_dim
+        self.image_encoder = (
+            LandmarkEncoder(NUM_LANDMARKS, embed_dim)
+            if config.image_input == "landmarks"
+            else ImageEncoder(model_config.image_encoder, embed_dim)
+        ).to(device)
         self.loss = CLeBSContrastiveLoss(config.initial_tau, objective=config.objective).to(device)
         parameters = [*self.expression_encoder.parameters(), *self.image_encoder.parameters(), *self.loss.parameters()]
         self.optimizer = torch.optim.Adam(parameters, lr=config.lr)
@@ -140,7 +146,8 @@ class ClebsTrainer:
         if not has_checkpoint(self.run_dir):
             return False
         state = read_checkpoint_state(self.run_dir)
-        state["config"].setdefault("centre", "images")  # runs from before the setting centred f_I only
+        state["config"].setdefault("centre", "images")  # runs from before these settings: f_I centred, on pixels
+        state["config"].setdefault("image_input", "pixels")
         saved = config_from_json(ClebsTrainConfig, state["config"])
         check_resumable(self.run_dir, saved, self.config)
         state = load_checkpoint(
@@ -162,7 +169,7 @@ class ClebsTrainer:
 
     def train_step(self) -> dict[str, float]:
         _, batch = sample_clip_batch(self.dataset, self.train_clips, self.config.clip_batch, self.rng)
-        images = centred(self.image_encoder(batch.images.to(self.device)))
+        images = centred(self.image_encoder(getattr(batch, self.image_encoder.reads).to(self.device)))
         expressions = self.expression_encoder(batch.expression.to(self.device))
         if self.config.centre == "both":
             expressions = centred(expressions)

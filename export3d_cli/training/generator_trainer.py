@@ -231,7 +231,8 @@ def measure_expression_statistics(state: TrainingState, dataset: ClipDataset, cl
 
     After ``--init`` from unstandardised weights, or with ``--clebs`` replacing the ``--init`` weights' CLeBS, the
     EAdaLN modulations are folded for the new β' too; expression tri-planes fitted to a replaced CLeBS's
-    coefficients mean nothing under the new one and restart from zero (refit them: tools/fit_expression_planes.py).
+    coefficients mean nothing under the new one and restart from zero (refit them: tools/fit_expression_planes.py),
+    while those on β's principal components are kept as they are.
     """
     encoder = state.model.expression_encoder
     if not getattr(encoder, "needs_statistics", False):
@@ -239,6 +240,8 @@ def measure_expression_statistics(state: TrainingState, dataset: ClipDataset, cl
     frames = torch.from_numpy(dataset.measured_expressions(clips)).float()
     for model in (state.model, state.ema):
         planes = model.generator.expression_planes
+        if planes is not None and planes.reads == "blendshapes":
+            planes = None  # their coordinates come from β, not from the encoder: nothing to redo
         encoder = model.expression_encoder
         if state.replaced_encoder is not None:
             fold_expression_modulation(model, state.replaced_encoder(frames))

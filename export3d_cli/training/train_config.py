@@ -21,6 +21,7 @@ class ClebsTrainConfig:
     initial_tau: float = 0.1
     objective: str = "paper"  # Eq. (1) as written, or "infonce" (positive in the denominator; contrastive_loss.py)
     centre: str = "images"  # remove the batch (= clip) mean from f_I's embeddings, or from f_I's and f_e's ("both")
+    image_input: str = "pixels"  # what f_I sees of a frame: pixels, or the face pipeline's landmarks (image_encoder.py)
     eval_every: int = 250
     eval_clips: int = 32
     log_every: int = 10
@@ -32,6 +33,8 @@ class ClebsTrainConfig:
             raise UsageError(f"--objective must be paper or infonce, got {self.objective!r}")
         if self.centre not in ("images", "both"):
             raise UsageError(f"--centre must be images or both, got {self.centre!r}")
+        if self.image_input not in ("pixels", "landmarks"):
+            raise UsageError(f"--image-input must be pixels or landmarks, got {self.image_input!r}")
 
 
 def check_learning_rate(lr: float) -> None:

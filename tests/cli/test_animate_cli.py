@@ -743,6 +743,58 @@ def test_sweep_basis_with_expression_planes_sweeps_the_training_spread(tmp_path,
     np.testing.assert_allclose(json.loads(result.out)["values"], [mean - 2.5 * std, mean, mean + 2.5 * std], rtol=1e-5)
 
 
+def test_blendshapes_along_moves_the_swept_coefficient_alone_to_first_order():
+    """β + J⁺ e_i Δλ: for small steps λ_i moves by Δλ and the other coefficients stay (J J⁺ = I for J of full row
+    rank); far out the blendshapes are clamped to [0, 1]."""
+    from export3d_cli.cli.sweep_basis import blendshapes_along
+
+    torch.manual_seed(0)
+    model = Export3D(preset("tiny")).eval()
+    encoder = model.expression_encoder
+    with torch.no_grad():
+        for layer in encoder.coefficients:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.normal_(0, 0.3)
+    beta = 0.3 + 0.2 * torch.rand(1, 52)
+    own = encoder.coefficients_of(beta)[0]
+    values = own[2] + torch.tensor([-1e-3, 0.0, 1e-3])
+    with torch.no_grad():
+        moved = encoder.coefficients_of(blendshapes_along(model, beta, 2, values))
+    change = moved - own
+    torch.testing.assert_close(change[:, 2], values - own[2], atol=2e-5, rtol=0)
+    others = torch.cat([change[:, :2], change[:, 3:]], dim=1)
+    assert others.abs().max() < 2e-5, others
+    far = blendshapes_along(model, beta, 2, own[2] + torch.tensor([-1e3, 1e3]))
+    assert far.min() >= 0 and far.max() <= 1 and (far == 0).any() and (far == 1).any()
+
+
+def test_sweep_basis_with_blendshape_planes_moves_the_planes_with_the_sweep(tmp_path, out_dir):
+    """Planes on β's principal components follow the swept λ through β (``blendshapes_along``): the tiles change
+    with the planes' directions, and not without them."""
+    tiny = preset("tiny")
+    generator = dataclasses.replace(tiny.generator, expression_planes=True, expression_planes_coordinates="blendshapes")
+    torch.manual_seed(0)
+    model = Export3D(dataclasses.replace(tiny, generator=generator))
+    planes = model.generator.expression_planes
+    with torch.no_grad():
+        n = planes.basis.shape[1]
+        planes.set_coordinates(torch.linalg.qr(torch.randn(52, n)).Q, 0.5 * torch.randn(64, n))
+    model.save_pretrained(tmp_path / "still")
+    with torch.no_grad():
+        planes.directions.normal_(0, 2.0)
+    model.save_pretrained(tmp_path / "moving")
+    sweeps = {}
+    for name in ("still", "moving"):
+        output = out_dir / f"{name}.mp4"
+        result = sweep_basis(tmp_path / name, "--index", 0, "--steps", 3, "--range", "-2:2", "-o", output)
+        assert result.code == 0, result.err
+        frames = np.stack(list(read_video_frames(output))).astype(float)
+        sweeps[name] = frames[-1] - frames[0]  # the captions differ alike in both
+    # Only a β that changes along the sweep makes the planes' offset differ between the first and the last tile.
+    difference = np.abs(sweeps["moving"] - sweeps["still"]).mean()
+    assert difference > 3.0, difference
+
+
 def test_sweep_basis_measure_reports_faces_per_tile_and_the_moves(weights, out_dir):
     result = sweep_basis(weights, "--index", 0, "--steps", 3, "-o", out_dir / "s.png", "--measure", "--json")
     assert result.code == 0, result.err

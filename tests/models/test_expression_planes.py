@@ -14,12 +14,14 @@ from export3d_cli.models.expression_planes import ExpressionPlanes
 from export3d_cli.models.weights_io import load_model
 
 
-def tiny_config(expression_planes: bool = True, kind: str = "clebs") -> ModelConfig:
+def tiny_config(expression_planes: bool = True, kind: str = "clebs", coordinates: str = "clebs") -> ModelConfig:
     config = preset("tiny")
     return dataclasses.replace(
         config,
         expression=dataclasses.replace(config.expression, kind=kind),
-        generator=dataclasses.replace(config.generator, expression_planes=expression_planes),
+        generator=dataclasses.replace(
+            config.generator, expression_planes=expression_planes, expression_planes_coordinates=coordinates
+        ),
     )
 
 
@@ -124,5 +126,74 @@ def test_planes_need_the_clebs_basis():
 
 
 def test_module_shapes():
-    planes = ExpressionPlanes(embed_dim=8, count=3, plane_shape=(3, 4, 5, 5))
+    planes = ExpressionPlanes(input_dim=8, count=3, plane_shape=(3, 4, 5, 5))
     assert planes(torch.zeros(2, 8)).shape == (2, 3, 4, 5, 5)
+
+
+def blendshape_planes_model() -> Export3D:
+    torch.manual_seed(0)
+    model = Export3D(tiny_config(coordinates="blendshapes")).eval()
+    planes = model.generator.expression_planes
+    assert planes.reads == "blendshapes" and planes.basis.shape == (52, model.config.expression.basis_size)
+    return model
+
+
+def test_unknown_plane_coordinates_are_refused():
+    with pytest.raises(UsageError, match="expression_planes_coordinates must be one of clebs, blendshapes"):
+        tiny_config(coordinates="pixels")
+
+
+@torch.no_grad()
+def test_blendshape_planes_follow_the_blendshape_g_ignores_and_need_it():
+    """Planes on β's coordinates move the tri-plane with the smile alone — through β, not β′ — and ``generate``
+    refuses to guess β when it is not given."""
+    model = blendshape_planes_model()
+    planes = model.generator.expression_planes
+    smile = torch.zeros(52, 1)
+    smile[44, 0] = smile[45, 0] = 2**-0.5  # mouthSmileLeft, mouthSmileRight
+    n = planes.basis.shape[1]
+    planes.set_coordinates(torch.cat([smile, torch.zeros(52, n - 1)], dim=1), torch.randn(30, n))
+    planes.directions[0].normal_()
+    features = model.encode_source(inputs()[0])
+    expression = torch.zeros(2, 52)
+    expression[1, 44] = expression[1, 45] = 0.8
+    embedding = model.expression_encoder(expression)
+    moved = model.generator.generate(features, embedding, expression)
+    z = planes.coordinates(expression)
+    torch.testing.assert_close(moved[1] - moved[0], (z[1, 0] - z[0, 0]) * planes.directions[0], atol=1e-5, rtol=1e-4)
+    assert float(z[1, 0] - z[0, 0]) != 0
+    with pytest.raises(ValueError, match="read beta"):
+        model.generator.generate(features, embedding)
+
+
+@torch.no_grad()
+def test_render_passes_beta_to_blendshape_planes_as_render_embedding_does():
+    model = blendshape_planes_model()
+    planes = model.generator.expression_planes
+    n = planes.basis.shape[1]
+    planes.set_coordinates(torch.linalg.qr(torch.randn(52, n)).Q, torch.randn(40, n))
+    planes.directions.normal_()
+    source, expression, camera = inputs()
+    features = model.encode_source(source)
+    rendered = model.render(features, expression, camera)
+    direct = model.render_embedding(features, model.expression_encoder(expression), camera, expression)
+    torch.testing.assert_close(rendered.image, direct.image, rtol=0, atol=0)
+    other = model.render(features, expression.flip(0), camera)
+    assert (other.triplane - rendered.triplane.flip(0)).abs().max() < 1e-5  # β alone decides the offset
+
+
+def test_blendshape_planes_round_trip(tmp_path):
+    model = blendshape_planes_model()
+    with torch.no_grad():
+        model.generator.expression_planes.directions.normal_()
+        n = model.generator.expression_planes.basis.shape[1]
+        model.generator.expression_planes.set_coordinates(torch.linalg.qr(torch.randn(52, n)).Q, torch.randn(9, n))
+    model.save_pretrained(tmp_path / "weights")
+    loaded = load_model(tmp_path / "weights").eval()
+    assert loaded.config.generator.expression_planes_coordinates == "blendshapes"
+    source, expression, camera = inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded(source.expand(3, -1, -1, -1), expression, camera).image,
+            model(source.expand(3, -1, -1, -1), expression, camera).image,
+        )

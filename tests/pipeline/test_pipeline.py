@@ -316,7 +316,8 @@ def test_animator_render_embedding_matches_render_through_the_encoder(tiny_model
     animator = Animator(tiny_model, batch_size=4)
     with torch.no_grad():
         embedding = tiny_model.expression_encoder(torch.from_numpy(expression))
-    direct = np.stack(list(animator.render_embedding(encoded, embedding, camera))).astype(int)
+    beta = torch.from_numpy(expression)
+    direct = np.stack(list(animator.render_embedding(encoded, embedding, camera, beta))).astype(int)
     assert direct.shape == (FRAMES, RESOLUTION, RESOLUTION, 3)
     assert np.abs(direct - np.stack(list(animator.render(encoded, expression, camera)))).max() <= 1
 
