@@ -534,3 +534,26 @@ def test_expression_planes_train_in_their_own_group_at_a_scaled_rate(clebs_run, 
     assert np.isfinite(live).all() and not np.array_equal(before, live)
     basis = load_file(str(run / "checkpoint" / "modules.safetensors"))["model.generator.expression_planes.basis"]
     assert basis.any()  # never-fitted planes got coordinates when the run measured the coefficients
+
+
+def test_train_clebs_on_landmarks_with_both_centred_learns_the_clip(synth_dataset, tmp_path):
+    """f_I on the face pipeline's landmarks: on one training clip of 4 frames it learns to tell them apart (Eq. (1)
+    falls from ~log 3), and the run records both settings."""
+    run = tmp_path / "run"
+    result = export3d(
+        "train-clebs", synth_dataset, "-o", run, "--preset", "tiny", "--steps", 60, "--clip-batch", 4,
+        "--image-input", "landmarks", "--centre", "both", "--json", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    losses = [r["loss"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.3, losses
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["config"]["image_input"] == "landmarks" and state["config"]["centre"] == "both"
+    assert 0.0 <= json.loads(result.stdout)["val_retrieval"] <= 1.0
+
+
+@pytest.mark.parametrize(("option", "value"), [("--image-input", "depth"), ("--centre", "none")])
+def test_train_clebs_unknown_stage_1_settings_are_usage_errors(synth_dataset, tmp_path, option, value):
+    result = export3d("train-clebs", synth_dataset, "-o", tmp_path / "run", option, value)
+    _assert_one_error_line(result)
+    assert option in result.stderr
