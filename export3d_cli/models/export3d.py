@@ -76,7 +76,12 @@ class Export3D(nn.Module):
         expression β gives them while β' is swept)."""
         planes = self.generator.generate(source, embedding, blendshapes)
         if self.personal is not None:
-            planes = planes + self.personal(embedding)
+            if getattr(self.personal, "reads", "clebs") == "blendshapes":
+                if blendshapes is None:
+                    raise ValueError("these personal tri-planes read beta: pass blendshapes to render_embedding()")
+                planes = planes + self.personal(blendshapes)
+            else:
+                planes = planes + self.personal(embedding)
         return self.render_planes(planes, camera)
 
     def render_planes(self, planes: Tensor, camera: Tensor) -> Export3DOutput:

@@ -1,4 +1,4 @@
-"""A person's own tri-planes, added to G's output: P(β′) = T_person + Σ_k u_k B_k.
+"""A person's own tri-planes, added to G's output: P = T_person + Σ_k u_k B_k.
 
 Why not only fine-tune G: its tri-plane is an upsampled ViT output, and in a few hundred steps it learns colour and
 shape but not the eyes, the teeth or the lips (measured: a face is recovered at 23 dB, its smile is not). A
@@ -7,13 +7,19 @@ tri-plane optimised directly gets that detail in ~150 steps (``tools/diagnose_ex
 changes with expression into one tri-plane direction B_k per CLeBS basis vector, weighted by how far the driving
 expression's coefficient is from the photo's:
 
-    z = Vᵀ β′                      the CLeBS coefficient (λ, or its standardised z) — V has orthonormal columns
+    z = Vᵀ x                       x's coordinates — V has orthonormal columns
     u = (z − z_photo) / spread     0 for the photo's own expression, ~±1 over the personal set
     P = T_person + Σ_k u_k B_k     [3, C, R/2, R/2]
 
 so the photo itself is reproduced by T_person alone and every expression moves the face along directions learnt
-from the personal set, as the face pipeline measured it. The CLeBS basis is the paper's expression space; the
-person's directions live in it, so ``sweep-basis`` edits a personalised face along the same vectors.
+from the personal set, as the face pipeline measured it. Two choices of x and V (``reads``, as for the shared
+expression tri-planes, ``models/expression_planes.py``):
+
+- ``"blendshapes"`` (the default since 2026-12-03): x = β and V the n leading principal directions of the personal
+  set's β, stored with the person's file. They keep each expression the set shows apart; the CLeBS coefficients
+  move almost oppositely for a smile and raised brows, so directions linear in them could not keep the two apart
+  (docs/personalization.md).
+- ``"clebs"``: x = β′ and V the CLeBS basis (files made before; V is then taken from the model).
 """
 
 from __future__ import annotations
@@ -27,13 +33,25 @@ from export3d_cli.models.export3d import Export3D
 SPREAD_FLOOR = 1e-3  # a coefficient the personal set never moves gets no direction blown up from noise
 
 
+COORDINATES = ("blendshapes", "clebs")
+
+
 class PersonalTriplanes(nn.Module):
     def __init__(
-        self, basis: Tensor, anchor: Tensor, spread: Tensor, reach: Tensor, plane_shape: tuple[int, ...]
+        self,
+        basis: Tensor,
+        anchor: Tensor,
+        spread: Tensor,
+        reach: Tensor,
+        plane_shape: tuple[int, ...],
+        reads: str = "clebs",
     ) -> None:
-        """basis V [d, n]; anchor z_photo [n]; spread [n]; reach [2, n] (lowest, highest u in the personal set);
-        plane_shape (3, C, H, W)."""
+        """basis V [d or E, n]; anchor z_photo [n]; spread [n]; reach [2, n] (lowest, highest u in the personal
+        set); plane_shape (3, C, H, W); ``reads`` "clebs" (x = β′) or "blendshapes" (x = β)."""
         super().__init__()
+        if reads not in COORDINATES:
+            raise ValueError(f"reads must be one of {COORDINATES}, got {reads!r}")
+        self.reads = reads
         self.register_buffer("basis", basis.detach().clone())
         self.register_buffer("anchor", anchor.detach().clone())
         self.register_buffer("spread", spread.detach().clamp_min(SPREAD_FLOOR).clone())
@@ -41,39 +59,44 @@ class PersonalTriplanes(nn.Module):
         self.identity = nn.Parameter(torch.zeros(1, *plane_shape))
         self.directions = nn.Parameter(torch.zeros(basis.shape[1], *plane_shape))
 
-    def coordinates(self, embedding: Tensor) -> Tensor:
-        """u [B, n] for β′ [B, d], kept within what the personal set showed: a linear model extrapolated past its
-        data paints noise where the set never constrained it."""
-        u = (embedding @ self.basis - self.anchor) / self.spread
+    def coordinates(self, expression: Tensor) -> Tensor:
+        """u [B, n] for x [B, d or E], kept within what the personal set showed: a linear model extrapolated past
+        its data paints noise where the set never constrained it."""
+        u = (expression @ self.basis - self.anchor) / self.spread
         return torch.maximum(torch.minimum(u, self.reach[1]), self.reach[0])
 
-    def forward(self, embedding: Tensor) -> Tensor:
-        """Shapes: β′ [B, d] -> tri-plane offset [B, 3, C, H, W]."""
-        u = self.coordinates(embedding)
+    def forward(self, expression: Tensor) -> Tensor:
+        """Shapes: x [B, d or E] (β′ or β, as ``reads`` says) -> tri-plane offset [B, 3, C, H, W]."""
+        u = self.coordinates(expression)
         return self.identity + torch.einsum("bn,nchw->bchw", u, self.directions.flatten(1, 2)).view(
             -1, *self.directions.shape[1:]
         )
 
 
-def attach(model: Export3D, photo_embedding: Tensor, set_embeddings: Tensor) -> PersonalTriplanes:
-    """Give ``model`` zero personal tri-planes anchored at the photo's β′ [d], scaled by the set's spread [N, d]."""
+def attach(model: Export3D, photo: Tensor, personal_set: Tensor, reads: str = "blendshapes") -> PersonalTriplanes:
+    """Give ``model`` zero personal tri-planes anchored at the photo's x, scaled by the set's spread: x = β [E]
+    and the set's β [N, E] (``reads="blendshapes"``), or β′ [d] and [N, d] (``"clebs"``)."""
     encoder = model.expression_encoder
     if not hasattr(encoder, "basis"):
         raise UsageError("personalisation needs a CLeBS expression encoder (this model uses the direct ablation)")
     with torch.no_grad():
         basis = encoder.basis()
-        coordinates = set_embeddings @ basis
-        anchor = photo_embedding.reshape(1, -1) @ basis
+        if reads == "blendshapes":
+            # As many principal directions of the set's β as CLeBS has basis vectors (the files stay the same size).
+            centred = personal_set - personal_set.mean(dim=0)
+            basis = torch.linalg.svd(centred, full_matrices=False).Vh[: basis.shape[1]].T.contiguous()  # [E, n]
+        coordinates = personal_set @ basis
+        anchor = photo.reshape(1, -1) @ basis
         spread = coordinates.std(dim=0) if len(coordinates) > 1 else torch.ones(basis.shape[1])
         u = (coordinates - anchor) / spread.clamp_min(SPREAD_FLOOR)
         reach = torch.stack([u.min(dim=0).values, u.max(dim=0).values])
     plane_shape = tuple(model.generator.triplane_ema.shape[1:])
-    personal = PersonalTriplanes(basis, anchor[0], spread, reach, plane_shape).to(basis.device)
+    personal = PersonalTriplanes(basis, anchor[0], spread, reach, plane_shape, reads).to(basis.device)
     model.personal = personal
     return personal
 
 
-STORED = ("identity", "directions", "anchor", "spread", "reach")
+STORED = ("identity", "directions", "anchor", "spread", "reach")  # + "basis" when they read β
 
 
 def attach_stored(model: Export3D, tensors: dict[str, Tensor], name: str) -> PersonalTriplanes:
@@ -88,6 +111,15 @@ def attach_stored(model: Export3D, tensors: dict[str, Tensor], name: str) -> Per
     with torch.no_grad():
         basis = encoder.basis()
     count = basis.shape[1]
+    reads = "clebs"
+    if "basis" in tensors:  # the principal directions of the person's set: x = β
+        reads = "blendshapes"
+        expression_dim = model.config.expression.expression_dim
+        basis = tensors["basis"].float().to(basis.device)
+        if tuple(basis.shape) != (expression_dim, count) or not torch.isfinite(basis).all():
+            raise InputError(
+                f"{name}: personal basis has shape {tuple(basis.shape)}, this model needs {(expression_dim, count)}"
+            )
     plane_shape = tuple(model.generator.triplane_ema.shape[1:])
     expected = {
         "identity": (1, *plane_shape),
@@ -101,7 +133,7 @@ def attach_stored(model: Export3D, tensors: dict[str, Tensor], name: str) -> Per
         if tuple(value.shape) != shape or not torch.isfinite(value).all():
             raise InputError(f"{name}: personal {key} has shape {tuple(value.shape)}, this model needs {shape}")
     personal = PersonalTriplanes(
-        basis, tensors["anchor"].float(), tensors["spread"].float(), tensors["reach"].float(), plane_shape
+        basis, tensors["anchor"].float(), tensors["spread"].float(), tensors["reach"].float(), plane_shape, reads
     )
     with torch.no_grad():
         personal.identity.copy_(tensors["identity"].float())

@@ -77,6 +77,7 @@ class Personalizer:
             "batch": config.batch,
             "lr": config.lr,
             "seed": config.seed,
+            "coordinates": config.coordinates,
             "seconds": round(result.seconds, 2),
             "losses": {"first": result.losses[0], "last": result.losses[-1]},
             "personal_set": {

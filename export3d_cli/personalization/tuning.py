@@ -86,7 +86,8 @@ def tune(
         embeddings = model.expression_encoder(expression)  # [N, d]
         features = model.encode_source(source)
         cached = None if config.tune_generator else _generator_planes(model, features, embeddings, expression)
-    personal = attach(model, embeddings[0], embeddings)
+    inputs = expression if config.coordinates == "blendshapes" else embeddings  # what the person's directions read
+    personal = attach(model, inputs[0], inputs, config.coordinates)
     tuned = [p for name, p in tuned_base_parameters(model).items() if config.tune_generator or name[:9] != "generator"]
     for parameter in [*tuned, *personal.parameters()]:
         parameter.requires_grad_(True)
@@ -110,7 +111,7 @@ def tune(
                     model.encode_source(source), embeddings[index], camera[index], expression[index]
                 )
             else:
-                output = model.render_planes(cached[index] + personal(embeddings[index]), camera[index])
+                output = model.render_planes(cached[index] + personal(inputs[index]), camera[index])
             loss = reconstruction_loss(output, images[index], config.ssim_weight)
             if config.direction_decay > 0:
                 loss = loss + config.direction_decay * personal.directions.square().mean()

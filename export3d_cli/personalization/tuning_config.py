@@ -9,7 +9,7 @@ from export3d_cli.errors import UsageError
 
 # What a personalisation produces for a given photo, face, base weights and steps. Bump it with any change to the
 # personal set or the tuning: cached results of another version are then made anew instead of reused.
-PERSONALIZATION_VERSION = 2
+PERSONALIZATION_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class TuningConfig:
     seed: int = 0
     set_size: int = 48  # warped expressions in the personal set (plus the photo)
     tune_generator: bool = False
+    coordinates: str = "blendshapes"  # what the person's directions read: β's principal components, or "clebs" (β′)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -33,5 +34,7 @@ class TuningConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise UsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
+        if self.coordinates not in ("blendshapes", "clebs"):
+            raise UsageError(f"coordinates must be blendshapes or clebs, got {self.coordinates!r}")
         if self.set_size < 0:
             raise UsageError(f"--set-size must be 0 or more, got {self.set_size}")

@@ -108,6 +108,41 @@ def test_personalized_file_round_trip(tuned, personal_set, tmp_path):
     np.testing.assert_allclose(render(restored, personal_set, personal_set.expression[:4]), expected, atol=2e-2)
     float32_copy = 4 * (sum(p.numel() for p in base.parameters()) + model.personal.directions.numel())
     assert path.stat().st_size < 0.6 * float32_copy  # differences and planes in float16, frozen G not stored
+    # The person's directions read β's principal components, whose basis travels with the file.
+    assert model.personal.reads == restored.personal.reads == "blendshapes"
+    torch.testing.assert_close(restored.personal.basis, model.personal.basis, rtol=0, atol=0)
+    n = model.personal.directions.shape[0]
+    torch.testing.assert_close(model.personal.basis.T @ model.personal.basis, torch.eye(n), atol=1e-5, rtol=0)
+
+
+def test_personalized_file_on_clebs_coordinates_round_trips_without_a_basis(personal_set, tmp_path):
+    """Files whose directions read β′ (as made before 2026-12-03) keep loading: no stored basis means CLeBS's."""
+    from safetensors.torch import load_file
+
+    base = plain_tiny_model()
+    model = copy.deepcopy(base)
+    tune(model, personal_set, TuningConfig(steps=8, batch=4, set_size=12, seed=0, coordinates="clebs"))
+    path = save_personalized(tmp_path / "old.safetensors", model, base, {"base_weights_sha256": "a" * 64})
+    assert "personal.basis" not in load_file(str(path))
+    restored = copy.deepcopy(base)
+    apply_personalized(path, restored, "a" * 64)
+    assert restored.personal.reads == "clebs"
+    expected = render(model, personal_set, personal_set.expression[:3])
+    np.testing.assert_allclose(render(restored, personal_set, personal_set.expression[:3]), expected, atol=2e-2)
+
+
+def test_personal_basis_of_the_wrong_shape_is_refused(tuned, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    base, model, _ = tuned
+    path = save_personalized(tmp_path / "person.safetensors", model, base, {"base_weights_sha256": "a" * 64})
+    tensors = load_file(str(path))
+    tensors["personal.basis"] = tensors["personal.basis"][:, :-1].contiguous()
+    save_file(tensors, str(path), metadata={"format": "export3d-personalized/1"})
+    victim = copy.deepcopy(base)
+    with pytest.raises(InputError, match="personal basis has shape"):
+        apply_personalized(path, victim, "a" * 64)
+    assert victim.personal is None
 
 
 def test_wrong_base_weights_are_refused_and_the_model_left_alone(tuned, tmp_path):
