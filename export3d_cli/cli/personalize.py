@@ -22,6 +22,14 @@ def personalize(
         int, typer.Option("--set-size", min=0, help="Expressions the photo is warped to for the personal set.")
     ] = TuningConfig.set_size,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the personal set and of tuning.")] = 0,
+    coordinates: Annotated[
+        str,
+        typer.Option(
+            "--coordinates",
+            help="What the person's expression directions read: blendshapes (principal components of the personal "
+            "set's β) or clebs (the CLeBS coefficients, as before 0.1.0's 2026-12-03 change).",
+        ),
+    ] = TuningConfig.coordinates,
     face_index: FaceIndexOption = 0,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
@@ -31,7 +39,7 @@ def personalize(
     from export3d_cli.errors import UsageError
     from export3d_cli.personalization.personalize import Personalizer
 
-    config = TuningConfig(steps=steps, set_size=set_size, seed=seed)
+    config = TuningConfig(steps=steps, set_size=set_size, seed=seed, coordinates=coordinates)
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output}: -o must be a folder")
     targets = {}

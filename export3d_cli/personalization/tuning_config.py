@@ -35,6 +35,6 @@ class TuningConfig:
             if not (math.isfinite(value) and value > 0):
                 raise UsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
         if self.coordinates not in ("blendshapes", "clebs"):
-            raise UsageError(f"coordinates must be blendshapes or clebs, got {self.coordinates!r}")
+            raise UsageError(f"--coordinates must be blendshapes or clebs, got {self.coordinates!r}")
         if self.set_size < 0:
             raise UsageError(f"--set-size must be 0 or more, got {self.set_size}")
