@@ -13,9 +13,9 @@ a few percent of the pixels, so a smile that is not shown barely costs anything 
 option of that name. G, the renderer, SR and
 CLeBS are frozen (eval mode), so their weights are kept bit for bit and only ``generator.expression_planes.*`` is
 new. The coordinates z are fixed from the training split's frames before the first step: the CLeBS coefficients
-(``--coordinates clebs``: the basis V, the coefficients' mean and spread) or the n leading principal components of
-β over those frames (``--coordinates blendshapes``, the default: they keep the smile, the CLeBS coefficients do not;
-``models/expression_planes.py``).
+(``--coordinates clebs``, the default: the basis V, the coefficients' mean and spread) or the n leading principal
+components of β over those frames (``--coordinates blendshapes``; ``models/expression_planes.py`` says what each
+gave).
 
 Resumable: ``RUN/checkpoint.safetensors`` (+ ``.json``) every ``--checkpoint-every`` steps holds D and Adam's state;
 a step's pairs are drawn from ``seed + step``, so a resumed run draws what an uninterrupted one would. At the end
@@ -48,7 +48,7 @@ CHECKPOINT = "checkpoint.safetensors"
 SSIM_WEIGHT = 0.5
 
 
-def with_expression_planes(base: Export3D, coordinates: str = "blendshapes") -> Export3D:
+def with_expression_planes(base: Export3D, coordinates: str = "clebs") -> Export3D:
     """``base`` rebuilt with expression planes on ``coordinates`` (zero directions unless ``base`` has some on the
     same coordinates: then a fit continues from them), every other tensor copied."""
     if base.config.generator.expression_planes and base.config.generator.expression_planes_coordinates != coordinates:
@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--region-weight", type=float, default=0.0)
     parser.add_argument("--pair-sampling", choices=PAIR_SAMPLINGS, default="uniform")
-    parser.add_argument("--coordinates", choices=("clebs", "blendshapes"), default="blendshapes")
+    parser.add_argument("--coordinates", choices=("clebs", "blendshapes"), default="clebs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     args = parser.parse_args()

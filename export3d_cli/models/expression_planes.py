@@ -5,13 +5,14 @@
 
 Two choices of coordinates (``GeneratorConfig.expression_planes_coordinates``, ``reads``):
 
-- ``"clebs"``: x = β′ and V the CLeBS basis, so z are the CLeBS coefficients (the first bundled planes).
+- ``"clebs"``: x = β′ and V the CLeBS basis, so z are the CLeBS coefficients (the bundled planes).
 - ``"blendshapes"``: x = β and V its n leading principal directions over the training frames. The CLeBS
-  coefficients keep too little of the smile to drive it: on held-out synthetic frames a linear read-back of the
-  smile from them reaches R² 0.72 (jaw 0.94, blink 0.89, brow 0.93), and smiling moves them almost opposite to
-  raising the brows; 10 principal components of β keep it (R² 0.999; jaw 0.98, blink 0.92, brow 0.98). Fitted the
-  same way, 400 steps: smile response +0.10 instead of −0.00 (docs/expression-control-diagnosis.md). G keeps the
-  paper's path — β′ from CLeBS through EAdaLN — untouched.
+  coefficients keep less of the smile (held-out linear read-back R² 0.72; jaw 0.94, blink 0.89, brow 0.93) than 10
+  principal components of β do (0.999; 0.98, 0.92, 0.98). Fitted the same way, the output responds more to every
+  signal when only it changes (1,200 steps: jaw +0.28, smile +0.03, blink +0.20, brow +0.15 against +0.20, +0.00,
+  +0.13, +0.06), but against a driver the jaw follows less (r 0.60 against 0.69) and the smile no better, and across
+  identities CSIM and AED are worse — raw β carries the driver's appearance, which CLeBS exists to drop — so the
+  bundled planes stay on CLeBS (docs/expression-control-diagnosis.md). G's own path is the paper's either way.
 
 Why (``docs/expression-control-diagnosis.md``): G's tri-plane is an upsampled ViT output, and in the training a CPU
 affords it learns colour and shape but not a mouth that opens — fitted to one closed and one open frame for 400
