@@ -26,8 +26,8 @@ def personalize(
         str,
         typer.Option(
             "--coordinates",
-            help="What the person's expression directions read: blendshapes (principal components of the personal "
-            "set's β) or clebs (the CLeBS coefficients, as before 0.1.0's 2026-12-03 change).",
+            help="What the person's expression directions read: clebs (the CLeBS coefficients of β′) or blendshapes "
+            "(the principal components of the personal set's β; docs/personalization.md).",
         ),
     ] = TuningConfig.coordinates,
     face_index: FaceIndexOption = 0,

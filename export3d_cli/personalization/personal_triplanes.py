@@ -12,14 +12,16 @@ expression's coefficient is from the photo's:
     P = T_person + Σ_k u_k B_k     [3, C, R/2, R/2]
 
 so the photo itself is reproduced by T_person alone and every expression moves the face along directions learnt
-from the personal set, as the face pipeline measured it. Two choices of x and V (``reads``, as for the shared
-expression tri-planes, ``models/expression_planes.py``):
+from the personal set, as the face pipeline measured it. Two choices of x and V (``reads``; the same choice as for
+the shared expression tri-planes, ``models/expression_planes.py``):
 
-- ``"blendshapes"`` (the default since 2026-12-03): x = β and V the n leading principal directions of the personal
-  set's β, stored with the person's file. They keep each expression the set shows apart; the CLeBS coefficients
-  move almost oppositely for a smile and raised brows, so directions linear in them could not keep the two apart
-  (docs/personalization.md).
-- ``"clebs"``: x = β′ and V the CLeBS basis (files made before; V is then taken from the model).
+- ``"clebs"`` (the default): x = β′ and V the CLeBS basis, the paper's expression space, so ``sweep-basis`` edits
+  a personalised face along the same vectors. V comes from the model; the file holds no basis.
+- ``"blendshapes"`` (``export3d personalize --coordinates blendshapes``): x = β and V the n leading principal
+  directions of the personal set's β, stored with the person's file. The CLeBS coefficients move almost oppositely
+  for a smile and raised brows, which directions linear in them cannot keep apart; β's components do. Measured on
+  three held-out real photos the result was mixed (brows follow better, the turned face is found less often;
+  docs/personalization.md), so it is not the default.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class PersonalTriplanes(nn.Module):
         )
 
 
-def attach(model: Export3D, photo: Tensor, personal_set: Tensor, reads: str = "blendshapes") -> PersonalTriplanes:
+def attach(model: Export3D, photo: Tensor, personal_set: Tensor, reads: str = "clebs") -> PersonalTriplanes:
     """Give ``model`` zero personal tri-planes anchored at the photo's x, scaled by the set's spread: x = β [E]
     and the set's β [N, E] (``reads="blendshapes"``), or β′ [d] and [N, d] (``"clebs"``)."""
     encoder = model.expression_encoder

@@ -9,7 +9,7 @@ from export3d_cli.errors import UsageError
 
 # What a personalisation produces for a given photo, face, base weights and steps. Bump it with any change to the
 # personal set or the tuning: cached results of another version are then made anew instead of reused.
-PERSONALIZATION_VERSION = 3
+PERSONALIZATION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class TuningConfig:
     seed: int = 0
     set_size: int = 48  # warped expressions in the personal set (plus the photo)
     tune_generator: bool = False
-    coordinates: str = "blendshapes"  # what the person's directions read: β's principal components, or "clebs" (β′)
+    coordinates: str = "clebs"  # what the person's directions read: β′ (CLeBS coefficients) or "blendshapes" (β)
 
     def __post_init__(self) -> None:
         if self.steps < 1:

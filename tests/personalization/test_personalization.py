@@ -108,33 +108,42 @@ def test_personalized_file_round_trip(tuned, personal_set, tmp_path):
     np.testing.assert_allclose(render(restored, personal_set, personal_set.expression[:4]), expected, atol=2e-2)
     float32_copy = 4 * (sum(p.numel() for p in base.parameters()) + model.personal.directions.numel())
     assert path.stat().st_size < 0.6 * float32_copy  # differences and planes in float16, frozen G not stored
-    # The person's directions read β's principal components, whose basis travels with the file.
-    assert model.personal.reads == restored.personal.reads == "blendshapes"
-    torch.testing.assert_close(restored.personal.basis, model.personal.basis, rtol=0, atol=0)
-    n = model.personal.directions.shape[0]
-    torch.testing.assert_close(model.personal.basis.T @ model.personal.basis, torch.eye(n), atol=1e-5, rtol=0)
+    assert model.personal.reads == restored.personal.reads == "clebs"  # the default: V is the model's CLeBS basis
 
 
-def test_personalized_file_on_clebs_coordinates_round_trips_without_a_basis(personal_set, tmp_path):
-    """Files whose directions read β′ (as made before 2026-12-03) keep loading: no stored basis means CLeBS's."""
-    from safetensors.torch import load_file
-
+@pytest.fixture(scope="module")
+def tuned_on_blendshapes(personal_set):
     base = plain_tiny_model()
     model = copy.deepcopy(base)
-    tune(model, personal_set, TuningConfig(steps=8, batch=4, set_size=12, seed=0, coordinates="clebs"))
-    path = save_personalized(tmp_path / "old.safetensors", model, base, {"base_weights_sha256": "a" * 64})
-    assert "personal.basis" not in load_file(str(path))
+    tune(model, personal_set, TuningConfig(steps=8, batch=4, set_size=12, seed=0, coordinates="blendshapes"))
+    return base, model
+
+
+def test_personalized_file_on_blendshape_coordinates_carries_its_basis(tuned_on_blendshapes, personal_set, tmp_path):
+    """Directions on the principal components of the set's β: the basis (orthonormal, [E, n]) travels with the file,
+    which round-trips; the photo's own β gives u = 0 (T_person alone)."""
+    from safetensors.torch import load_file
+
+    base, model = tuned_on_blendshapes
+    personal = model.personal
+    assert personal.reads == "blendshapes" and personal.basis.shape == (52, personal.directions.shape[0])
+    n = personal.directions.shape[0]
+    torch.testing.assert_close(personal.basis.T @ personal.basis, torch.eye(n), atol=1e-5, rtol=0)
+    photo_beta = torch.from_numpy(personal_set.expression[:1]).float()
+    assert personal.coordinates(photo_beta).abs().max() < 1e-5
+    path = save_personalized(tmp_path / "new.safetensors", model, base, {"base_weights_sha256": "a" * 64})
+    torch.testing.assert_close(load_file(str(path))["personal.basis"], personal.basis, rtol=0, atol=0)
     restored = copy.deepcopy(base)
     apply_personalized(path, restored, "a" * 64)
-    assert restored.personal.reads == "clebs"
+    assert restored.personal.reads == "blendshapes"
     expected = render(model, personal_set, personal_set.expression[:3])
     np.testing.assert_allclose(render(restored, personal_set, personal_set.expression[:3]), expected, atol=2e-2)
 
 
-def test_personal_basis_of_the_wrong_shape_is_refused(tuned, tmp_path):
+def test_personal_basis_of_the_wrong_shape_is_refused(tuned_on_blendshapes, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    base, model, _ = tuned
+    base, model = tuned_on_blendshapes
     path = save_personalized(tmp_path / "person.safetensors", model, base, {"base_weights_sha256": "a" * 64})
     tensors = load_file(str(path))
     tensors["personal.basis"] = tensors["personal.basis"][:, :-1].contiguous()
