@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save_file
 
 from export3d_cli.atomic import atomic_path, atomic_write_text
 from export3d_cli.models.export3d import Export3D
+from export3d_cli.models.expression_planes import principal_directions
 from export3d_cli.models.weights_io import CONFIG_FILE, load_model
 from export3d_cli.personalization.tuning import reconstruction_loss
 from export3d_cli.training.dataset import ClipDataset, sample_pairs
@@ -78,9 +79,8 @@ def set_coordinates(model: Export3D, data: ClipDataset, clips) -> None:
     planes = model.generator.expression_planes
     expression = torch.from_numpy(data.measured_expressions(clips)).float()  # frames with a face, as the trainer
     if planes.reads == "blendshapes":
-        count = planes.directions.shape[0]
-        basis = torch.linalg.svd(expression - expression.mean(dim=0), full_matrices=False).Vh[:count].T  # [E, n]
-        planes.set_coordinates(basis.contiguous(), expression @ basis)
+        basis = principal_directions(expression, planes.directions.shape[0])  # [E, n]
+        planes.set_coordinates(basis, expression @ basis)
         return
     encoder = model.expression_encoder
     basis = encoder.basis()

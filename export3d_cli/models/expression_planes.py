@@ -33,6 +33,12 @@ import torch
 from torch import Tensor, nn
 
 
+def principal_directions(samples: Tensor, count: int) -> Tensor:
+    """The ``count`` leading principal directions of ``samples`` [N, E] as orthonormal columns [E, count]."""
+    centred = samples - samples.mean(dim=0)
+    return torch.linalg.svd(centred, full_matrices=False).Vh[:count].T.contiguous()
+
+
 class ExpressionPlanes(nn.Module):
     def __init__(self, input_dim: int, count: int, plane_shape: tuple[int, ...], reads: str = "clebs") -> None:
         """``input_dim``: d of β′ (``reads="clebs"``) or E of β (``"blendshapes"``); ``count`` n of directions (the

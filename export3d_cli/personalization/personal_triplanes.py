@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from export3d_cli.errors import InputError, UsageError
 from export3d_cli.models.export3d import Export3D
+from export3d_cli.models.expression_planes import principal_directions
 
 SPREAD_FLOOR = 1e-3  # a coefficient the personal set never moves gets no direction blown up from noise
 
@@ -85,8 +86,7 @@ def attach(model: Export3D, photo: Tensor, personal_set: Tensor, reads: str = "c
         basis = encoder.basis()
         if reads == "blendshapes":
             # As many principal directions of the set's β as CLeBS has basis vectors (the files stay the same size).
-            centred = personal_set - personal_set.mean(dim=0)
-            basis = torch.linalg.svd(centred, full_matrices=False).Vh[: basis.shape[1]].T.contiguous()  # [E, n]
+            basis = principal_directions(personal_set, basis.shape[1])  # [E, n]
         coordinates = personal_set @ basis
         anchor = photo.reshape(1, -1) @ basis
         spread = coordinates.std(dim=0) if len(coordinates) > 1 else torch.ones(basis.shape[1])
