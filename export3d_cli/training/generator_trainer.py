@@ -161,10 +161,16 @@ def _with_expression_planes_of(model_config: ModelConfig, reference: str) -> Mod
     setting: ``tools/fit_expression_planes.py`` adds them to trained weights)."""
     from export3d_cli.models.weights_io import read_config, resolve_weights
 
-    if not read_config(resolve_weights(reference)).generator.expression_planes:
+    initial = read_config(resolve_weights(reference)).generator
+    if not initial.expression_planes:
         return model_config
     return dataclasses.replace(
-        model_config, generator=dataclasses.replace(model_config.generator, expression_planes=True)
+        model_config,
+        generator=dataclasses.replace(
+            model_config.generator,
+            expression_planes=True,
+            expression_planes_coordinates=initial.expression_planes_coordinates,
+        ),
     )
 
 

@@ -504,6 +504,42 @@ def test_train_init_from_weights_with_expression_planes_keeps_them_and_their_coo
     torch.testing.assert_close(new.generator.expression_planes.directions, old.generator.expression_planes.directions)
 
 
+def test_train_init_keeps_blendshape_planes_also_under_a_new_clebs(clebs_run, synth_dataset, tmp_path):
+    """Planes on β's principal components do not depend on the encoder: ``--init`` keeps their kind and values,
+    and so does ``--clebs`` replacing the encoder (CLeBS-coordinate planes would restart from zero)."""
+    import dataclasses
+
+    import torch
+    from safetensors.numpy import load_file
+
+    from export3d_cli.config import preset
+    from export3d_cli.models.export3d import Export3D
+
+    config = preset("tiny")
+    generator = dataclasses.replace(
+        config.generator, expression_planes=True, expression_planes_coordinates="blendshapes"
+    )
+    torch.manual_seed(0)
+    model = Export3D(dataclasses.replace(config, generator=generator))
+    with torch.no_grad():
+        n = model.generator.expression_planes.basis.shape[1]
+        model.generator.expression_planes.set_coordinates(torch.linalg.qr(torch.randn(52, n)).Q, torch.randn(30, n))
+        model.generator.expression_planes.directions.normal_()
+    model.save_pretrained(tmp_path / "w")
+    start = load_file(str(tmp_path / "w" / "model.safetensors"))
+    for name, extra in (("plain", ()), ("new-clebs", ("--clebs", clebs_run[0]))):
+        result = export3d(
+            "train", synth_dataset, "-o", tmp_path / name, "--preset", "tiny", "--init", tmp_path / "w",
+            *extra, "--steps", 0, "--eval-every", 0, "--json", "-q",
+        )  # fmt: skip
+        assert result.code == 0, result.stderr
+        saved = json.loads((tmp_path / name / "model" / "config.json").read_text())["config"]
+        assert saved["generator"]["expression_planes_coordinates"] == "blendshapes"
+        exported = load_file(str(tmp_path / name / "model" / "model.safetensors"))
+        for key in [k for k in start if k.startswith("generator.expression_planes.")]:
+            assert np.array_equal(exported[key], start[key]), (name, key)
+
+
 def test_expression_planes_train_in_their_own_group_at_a_scaled_rate(clebs_run, synth_dataset, tmp_path):
     """Per-texel directions need a tri-plane's learning rate: their Adam group runs at EXPRESSION_PLANES_LR_FACTOR
     times the run's rate (kept in the checkpoint), and one step moves them."""
