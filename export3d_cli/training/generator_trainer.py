@@ -232,16 +232,18 @@ def fold_expression_modulation(model: Export3D, old_embedding: Tensor) -> None:
             linear.weight.zero_()
 
 
+@torch.no_grad()
 def measure_expression_statistics(state: TrainingState, dataset: ClipDataset, clips: list) -> int:
-    """Set a standardising CLeBS's coefficient statistics from the training frames (once per run); frames used.
+    """Set a standardising CLeBS's coefficient statistics from the training frames (once per run); frames used
+    (0 when there was nothing to do). Runs before a checkpoint is resumed, which then brings its own state.
 
     After ``--init`` from unstandardised weights, or with ``--clebs`` replacing the ``--init`` weights' CLeBS, the
     EAdaLN modulations are folded for the new β' too; expression tri-planes fitted to a replaced CLeBS's
     coefficients mean nothing under the new one and restart from zero (refit them: tools/fit_expression_planes.py),
     while those on β's principal components are kept as they are.
     """
-    encoder = state.model.expression_encoder
-    if not getattr(encoder, "needs_statistics", False):
+    needs_statistics = getattr(state.model.expression_encoder, "needs_statistics", False)
+    if not needs_statistics and state.replaced_encoder is None:
         return 0
     frames = torch.from_numpy(dataset.measured_expressions(clips)).float()
     for model in (state.model, state.ema):
@@ -261,7 +263,8 @@ def measure_expression_statistics(state: TrainingState, dataset: ClipDataset, cl
             z_before = None if planes is None else planes.coordinates(encoder(frames))
             if state.unstandardized_init:
                 fold_expression_modulation(model, encoder.coefficients_of(frames) @ encoder.basis().T)
-        encoder.set_statistics(frames)
+        if needs_statistics:
+            encoder.set_statistics(frames)
         if planes is not None:
             refit_expression_plane_coordinates(model, frames, z_before)
     state.replaced_encoder = None
@@ -269,9 +272,10 @@ def measure_expression_statistics(state: TrainingState, dataset: ClipDataset, cl
 
 
 @torch.no_grad()
-def refit_expression_plane_coordinates(model: Export3D, expressions: Tensor, z_before: Tensor) -> None:
+def refit_expression_plane_coordinates(model: Export3D, expressions: Tensor, z_before: Tensor | None) -> None:
     """Give the expression tri-planes coordinates under the encoder's current β′ that reproduce ``z_before`` [N, n]
-    on the frames ``expressions`` [N, E]: a per-coefficient affine map, fitted by least squares."""
+    on the frames ``expressions`` [N, E]: a per-coefficient affine map, fitted by least squares. Planes never fitted
+    (zero basis; ``z_before`` may then be None) are standardised afresh."""
     planes = model.generator.expression_planes
     basis = model.expression_encoder.basis()
     raw = model.expression_encoder(expressions) @ basis  # [N, n]

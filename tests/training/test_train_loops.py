@@ -489,3 +489,57 @@ def test_clebs_training_with_both_centred_lowers_its_loss(dataset, tmp_path):
     metrics = trainer.train(lambda step, total, terms: losses.append(terms["loss"]))
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, losses
     assert 0.0 <= metrics["val_retrieval"] <= 1.0
+
+
+def test_a_replaced_clebs_is_folded_for_also_without_statistics_and_restarts_clebs_planes(dataset):
+    """``--init W --clebs RUN`` under an encoder that does not standardise (no statistics to measure): the
+    modulations are still folded for the new β′, and CLeBS-coordinate planes restart from zero with fresh
+    coordinates (their old z meant the replaced encoder's coefficients)."""
+    import copy
+
+    from export3d_cli.layers.eadaln import ExpressionModulation
+    from export3d_cli.models.export3d import Export3D
+    from export3d_cli.training.generator_trainer import TrainingState, measure_expression_statistics
+
+    config = preset("tiny")
+    config = dataclasses.replace(
+        config,
+        expression=dataclasses.replace(config.expression, standardize=False),
+        generator=dataclasses.replace(config.generator, expression_planes=True),
+    )
+    torch.manual_seed(0)
+    model = Export3D(config)
+    frames = torch.from_numpy(dataset.measured_expressions(dataset.clips("train"))).float()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, ExpressionModulation):
+                module.proj[1].weight.normal_(0, 0.1)
+        basis = model.expression_encoder.basis()
+        model.generator.expression_planes.set_coordinates(basis, model.expression_encoder(frames) @ basis)
+        model.generator.expression_planes.directions.normal_()
+    replaced = copy.deepcopy(model.expression_encoder).requires_grad_(False)
+    with torch.no_grad():
+        old_means = [
+            m.proj(replaced(frames)).mean(dim=0) for m in model.modules() if isinstance(m, ExpressionModulation)
+        ]
+        for parameter in model.expression_encoder.parameters():
+            parameter.normal_()  # the new CLeBS
+    assert not getattr(model.expression_encoder, "needs_statistics", False)
+    state = TrainingState(
+        model, copy.deepcopy(model), torch.optim.SGD(model.parameters(), lr=0.0), None, None,
+        np.random.default_rng(0), replaced_encoder=replaced,
+    )  # fmt: skip
+    assert measure_expression_statistics(state, dataset, dataset.clips("train")) == len(frames)
+    assert state.replaced_encoder is None
+    for folded in (state.model, state.ema):
+        modulations = [m for m in folded.modules() if isinstance(m, ExpressionModulation)]
+        with torch.no_grad():
+            embedding = folded.expression_encoder(frames)
+            for module, mean in zip(modulations, old_means, strict=True):
+                assert not module.proj[1].weight.any()
+                new = module.proj(embedding)
+                torch.testing.assert_close(new, mean.expand_as(new), atol=1e-5, rtol=1e-5)
+        planes = folded.generator.expression_planes
+        assert not planes.directions.any()
+        z = planes.coordinates(folded.expression_encoder(frames))
+        torch.testing.assert_close(z.mean(dim=0), torch.zeros(z.shape[1]), atol=1e-4, rtol=0)
