@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from export3d_cli.config import ModelConfig
 from export3d_cli.geometry.camera import split_camera_label
 from export3d_cli.models.expression_encoder import build_expression_encoder
+from export3d_cli.models.expression_planes import planes_input
 from export3d_cli.models.generator import SourceFeatures, TriplaneGenerator
 from export3d_cli.models.rendering import TriplaneRenderer
 from export3d_cli.models.superresolution import SuperResolution
@@ -76,12 +77,7 @@ class Export3D(nn.Module):
         expression β gives them while β' is swept)."""
         planes = self.generator.generate(source, embedding, blendshapes)
         if self.personal is not None:
-            if getattr(self.personal, "reads", "clebs") == "blendshapes":
-                if blendshapes is None:
-                    raise ValueError("these personal tri-planes read beta: pass blendshapes to render_embedding()")
-                planes = planes + self.personal(blendshapes)
-            else:
-                planes = planes + self.personal(embedding)
+            planes = planes + self.personal(planes_input(self.personal.reads, embedding, blendshapes))
         return self.render_planes(planes, camera)
 
     def render_planes(self, planes: Tensor, camera: Tensor) -> Export3DOutput:

@@ -33,6 +33,15 @@ import torch
 from torch import Tensor, nn
 
 
+def planes_input(reads: str, embedding: Tensor, blendshapes: Tensor | None) -> Tensor:
+    """What planes that read ``reads`` take: β′ [B, d] ("clebs") or β [B, E] ("blendshapes", which must be given)."""
+    if reads != "blendshapes":
+        return embedding
+    if blendshapes is None:
+        raise ValueError("these tri-planes read beta: pass the blendshapes along with beta'")
+    return blendshapes
+
+
 def principal_directions(samples: Tensor, count: int) -> Tensor:
     """The ``count`` leading principal directions of ``samples`` [N, E] as orthonormal columns [E, count]."""
     centred = samples - samples.mean(dim=0)

@@ -32,7 +32,7 @@ from export3d_cli.layers.conv_block import ResidualConvBlock, downsample_block
 from export3d_cli.layers.lowpass import GaussianLowPass
 from export3d_cli.layers.patch_merge import OverlapPatchMerge
 from export3d_cli.layers.vit_block import EAdaLNViTBlock
-from export3d_cli.models.expression_planes import ExpressionPlanes
+from export3d_cli.models.expression_planes import ExpressionPlanes, planes_input
 
 
 @dataclass
@@ -157,12 +157,9 @@ class TriplaneGenerator(nn.Module):
             self._update_triplane_ema(planes)
         planes = planes + self.triplane_ema
         if self.expression_planes is not None:
-            if self.expression_planes.reads == "blendshapes":
-                if blendshapes is None:
-                    raise ValueError("these expression tri-planes read beta: pass blendshapes to generate()")
-                planes = planes + self.expression_planes(blendshapes)
-            else:
-                planes = planes + self.expression_planes(expression)
+            planes = planes + self.expression_planes(
+                planes_input(self.expression_planes.reads, expression, blendshapes)
+            )
         return planes
 
     @torch.no_grad()

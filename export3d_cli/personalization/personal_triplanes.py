@@ -29,14 +29,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from export3d_cli.config import EXPRESSION_PLANE_COORDINATES
 from export3d_cli.errors import InputError, UsageError
 from export3d_cli.models.export3d import Export3D
 from export3d_cli.models.expression_planes import principal_directions
 
 SPREAD_FLOOR = 1e-3  # a coefficient the personal set never moves gets no direction blown up from noise
-
-
-COORDINATES = ("blendshapes", "clebs")
 
 
 class PersonalTriplanes(nn.Module):
@@ -52,8 +50,8 @@ class PersonalTriplanes(nn.Module):
         """basis V [d or E, n]; anchor z_photo [n]; spread [n]; reach [2, n] (lowest, highest u in the personal
         set); plane_shape (3, C, H, W); ``reads`` "clebs" (x = β′) or "blendshapes" (x = β)."""
         super().__init__()
-        if reads not in COORDINATES:
-            raise ValueError(f"reads must be one of {COORDINATES}, got {reads!r}")
+        if reads not in EXPRESSION_PLANE_COORDINATES:
+            raise ValueError(f"reads must be one of {EXPRESSION_PLANE_COORDINATES}, got {reads!r}")
         self.reads = reads
         self.register_buffer("basis", basis.detach().clone())
         self.register_buffer("anchor", anchor.detach().clone())

@@ -77,7 +77,8 @@ def save_personalized(path: str | Path, tuned: Export3D, base: Export3D, metadat
     personal = tuned.personal
     tensors["personal.identity"] = personal.identity.detach().to(torch.float16).contiguous()
     tensors["personal.directions"] = personal.directions.detach().to(torch.float16).contiguous()
-    for name in ("anchor", "spread", "reach", *(("basis",) if personal.reads == "blendshapes" else ())):
+    stored = ["anchor", "spread", "reach"] + (["basis"] if personal.reads == "blendshapes" else [])  # else CLeBS's
+    for name in stored:
         tensors[f"personal.{name}"] = getattr(personal, name).detach().float().contiguous()
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT})

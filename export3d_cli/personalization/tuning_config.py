@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from export3d_cli.config import EXPRESSION_PLANE_COORDINATES
 from export3d_cli.errors import UsageError
 
 # What a personalisation produces for a given photo, face, base weights and steps. Bump it with any change to the
@@ -34,7 +35,9 @@ class TuningConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise UsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
-        if self.coordinates not in ("blendshapes", "clebs"):
-            raise UsageError(f"--coordinates must be blendshapes or clebs, got {self.coordinates!r}")
+        if self.coordinates not in EXPRESSION_PLANE_COORDINATES:
+            raise UsageError(
+                f"--coordinates must be {' or '.join(EXPRESSION_PLANE_COORDINATES)}, got {self.coordinates!r}"
+            )
         if self.set_size < 0:
             raise UsageError(f"--set-size must be 0 or more, got {self.set_size}")

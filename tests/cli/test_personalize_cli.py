@@ -120,7 +120,7 @@ def test_a_photo_without_a_face_is_refused_before_any_tuning(weights, tmp_path):
 
 def test_unknown_coordinates_are_refused(weights, tmp_path):
     result = invoke("personalize", PHOTO, "-o", tmp_path / "out", "--weights", weights, "--coordinates", "pixels")
-    assert_one_clean_error(result, names="coordinates must be blendshapes or clebs")
+    assert_one_clean_error(result, names="--coordinates must be clebs or blendshapes")
 
 
 def test_two_photos_with_one_name_are_refused(weights, tmp_path):
