@@ -146,8 +146,6 @@ class ClebsTrainer:
         if not has_checkpoint(self.run_dir):
             return False
         state = read_checkpoint_state(self.run_dir)
-        state["config"].setdefault("centre", "images")  # runs from before these settings: f_I centred, on pixels
-        state["config"].setdefault("image_input", "pixels")
         saved = config_from_json(ClebsTrainConfig, state["config"])
         check_resumable(self.run_dir, saved, self.config)
         state = load_checkpoint(

@@ -20,6 +20,7 @@ class ClebsTrainConfig:
     lr: float = 1e-3
     initial_tau: float = 0.1
     objective: str = "paper"  # Eq. (1) as written, or "infonce" (positive in the denominator; contrastive_loss.py)
+    # The next two default to what runs did before they existed, so such checkpoints resume unchanged.
     centre: str = "images"  # remove the batch (= clip) mean from f_I's embeddings, or from f_I's and f_e's ("both")
     image_input: str = "pixels"  # what f_I sees of a frame: pixels, or the face pipeline's landmarks (image_encoder.py)
     eval_every: int = 250
