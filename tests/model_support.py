@@ -10,6 +10,21 @@ from export3d_cli.config import preset
 from export3d_cli.models import Export3D
 
 
+def unstandardized_tiny_model_with_planes(seed: int = 0) -> Export3D:
+    """The ``tiny`` preset as weights from before CLeBS standardised its coefficients, with (zero) expression
+    tri-planes on the CLeBS coefficients: freshly initialised from ``seed``."""
+    import dataclasses
+
+    config = preset("tiny")
+    config = dataclasses.replace(
+        config,
+        expression=dataclasses.replace(config.expression, standardize=False),
+        generator=dataclasses.replace(config.generator, expression_planes=True),
+    )
+    torch.manual_seed(seed)
+    return Export3D(config)
+
+
 def sensitive_tiny_model(seed: int = 0) -> Export3D:
     """The ``tiny`` preset, randomly initialised (deterministic for ``seed``), with conditioning strong enough to see.
 

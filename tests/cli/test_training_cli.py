@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_support import unstandardized_tiny_model_with_planes
 from PIL import Image
 
 from export3d_cli.cli.app import run
@@ -467,23 +468,13 @@ def test_train_init_from_weights_with_expression_planes_keeps_them_and_their_coo
     """Weights with expression tri-planes (tools/fit_expression_planes.py on the first bundled model, which predates
     standardisation): the run gets the planes too, and after standardising β′ every training frame still has the
     same plane coordinates z, so the planes mean what they meant."""
-    import dataclasses
 
     import torch
 
-    from export3d_cli.config import preset
-    from export3d_cli.models.export3d import Export3D
     from export3d_cli.models.weights_io import load_model
     from export3d_cli.training.dataset import ClipDataset
 
-    config = preset("tiny")
-    old_config = dataclasses.replace(
-        config,
-        expression=dataclasses.replace(config.expression, standardize=False),
-        generator=dataclasses.replace(config.generator, expression_planes=True),
-    )
-    torch.manual_seed(0)
-    old = Export3D(old_config)
+    old = unstandardized_tiny_model_with_planes()
     data = ClipDataset(synth_dataset)
     frames = torch.from_numpy(data.measured_expressions(data.clips("train"))).float()
     with torch.no_grad():
