@@ -22,6 +22,7 @@ from export3d_cli.config import ModelConfig
 from export3d_cli.geometry.camera import split_camera_label
 from export3d_cli.models.expression_encoder import build_expression_encoder
 from export3d_cli.models.expression_planes import planes_input
+from export3d_cli.models.expression_range import ExpressionRange
 from export3d_cli.models.generator import SourceFeatures, TriplaneGenerator
 from export3d_cli.models.rendering import TriplaneRenderer
 from export3d_cli.models.superresolution import SuperResolution
@@ -55,6 +56,9 @@ class Export3D(nn.Module):
         self.superres = SuperResolution(config.superres, config.generator.triplane_channels)
         # Set by ``personalization.personal_triplanes.attach``; not part of the base weights.
         self.personal: nn.Module | None = None
+        # The training frames' coefficient range (models/expression_range.py): read from and saved to config.json,
+        # applied by inference to driving expressions. None: unknown, nothing is clamped.
+        self.expression_range: ExpressionRange | None = None
 
     def encode_source(self, source: Tensor) -> SourceFeatures:
         """Shapes: source [B, 3, R, R] in [-1, 1] -> cached source features."""
@@ -67,6 +71,20 @@ class Export3D(nn.Module):
                 f"expression must have {self.config.expression.expression_dim} values, got {expression.shape[-1]}"
             )
         return self.render_embedding(source, self.expression_encoder(expression), camera, expression)
+
+    def driving_embedding(self, expression: Tensor, source_expression: Tensor | None = None) -> Tensor:
+        """β' [B, d] of driving β [B, E] at inference: f_e(β) with the CLeBS coefficients kept within the training
+        frames' range (``expression_range``), widened to include the source's own β [1, E] so the source keeps its
+        expression. Without a range (or with the direct encoder) simply f_e(β)."""
+        if expression.shape[-1] != self.config.expression.expression_dim:
+            raise ValueError(
+                f"expression must have {self.config.expression.expression_dim} values, got {expression.shape[-1]}"
+            )
+        encoder = self.expression_encoder
+        if self.expression_range is None or not hasattr(encoder, "coefficients_of"):
+            return encoder(expression)
+        keep = None if source_expression is None else encoder.coefficients_of(source_expression)
+        return encoder.from_coefficients(self.expression_range.clamp(encoder.coefficients_of(expression), keep))
 
     def render_embedding(
         self, source: SourceFeatures, embedding: Tensor, camera: Tensor, blendshapes: Tensor | None = None

@@ -40,6 +40,9 @@ def save_model(model: Export3D, directory: str | Path) -> Path:
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "export3d_version": __version__})
     payload = {"model_type": MODEL_TYPE, "export3d_version": __version__, "config": model.config.to_dict()}
+    from export3d_cli.models.expression_range import with_expression_range
+
+    payload = with_expression_range(payload, model.expression_range)
     atomic_write_text(directory / CONFIG_FILE, json.dumps(payload, indent=2) + "\n")
     return directory
 
@@ -77,6 +80,16 @@ def _download_from_hub(repo_id: str) -> Path:
 
 def read_config(directory: Path) -> ModelConfig:
     path = directory / CONFIG_FILE
+    payload = _config_payload(directory)
+    try:
+        return ModelConfig.from_dict(payload["config"])
+    except UsageError as exc:
+        raise WeightsError(f"{path}: {exc}") from exc
+
+
+def _config_payload(directory: Path) -> dict:
+    """config.json parsed, with a ``config`` object (not yet validated); WeightsError otherwise."""
+    path = directory / CONFIG_FILE
     if not path.is_file():
         raise WeightsError(f"{path}: missing; a model directory needs {CONFIG_FILE} and {WEIGHTS_FILE}")
     try:
@@ -87,10 +100,7 @@ def read_config(directory: Path) -> ModelConfig:
         raise WeightsError(f"{path}: JSON nested too deeply to be a model config") from None
     if not isinstance(payload, dict) or "config" not in payload:
         raise WeightsError(f"{path}: no 'config' object; this is not an export3d model config")
-    try:
-        return ModelConfig.from_dict(payload["config"])
-    except UsageError as exc:
-        raise WeightsError(f"{path}: {exc}") from exc
+    return payload
 
 
 def _weights_path(directory: Path) -> Path:
@@ -172,6 +182,12 @@ def load_model(reference: str | Path) -> Export3D:
             "the two files must come from the same saved model"
         )
     model.load_state_dict(read_weights(directory), strict=True)
+    if config.expression.kind == "clebs":
+        from export3d_cli.models.expression_range import read_expression_range
+
+        model.expression_range = read_expression_range(
+            _config_payload(directory), config.expression.basis_size, str(directory / CONFIG_FILE)
+        )
     return model.eval()
 
 

@@ -149,8 +149,11 @@ class Animator:
         for start in range(0, len(expression), self.batch_size):
             beta = torch.from_numpy(np.asarray(expression[start : start + self.batch_size], np.float32))
             labels = torch.from_numpy(np.asarray(camera[start : start + self.batch_size], np.float32))
+            beta, labels = beta.to(self.device), labels.to(self.device)
             with self._autocast():
-                image = self.model.render(source.features, beta.to(self.device), labels.to(self.device)).image
+                # A driver's coefficients beyond what G was trained on are clamped (models/expression_range.py).
+                embedding = self.model.driving_embedding(beta, source.expression)
+                image = self.model.render_embedding(source.features, embedding, labels, beta).image
             yield from _to_uint8(image)
 
     @torch.no_grad()

@@ -31,6 +31,7 @@ from export3d_cli.config import ModelConfig, preset
 from export3d_cli.errors import Interrupted, UsageError
 from export3d_cli.metrics.image_quality import ssim
 from export3d_cli.models.export3d import Export3D
+from export3d_cli.models.expression_range import measure_expression_range
 from export3d_cli.training.checkpoint import (
     has_checkpoint,
     load_checkpoint,
@@ -272,6 +273,21 @@ def measure_expression_statistics(state: TrainingState, dataset: ClipDataset, cl
 
 
 @torch.no_grad()
+def measure_training_expression_range(state: TrainingState, dataset: ClipDataset, clips: list) -> None:
+    """Record the training frames' coefficient range on the model and its EMA (saved with the weights, applied by
+    inference to drivers: models/expression_range.py). Measured at every start: the frames are the data's."""
+    encoder = state.model.expression_encoder
+    if not hasattr(encoder, "coefficients_of"):
+        return
+    frames = torch.from_numpy(dataset.measured_expressions(clips)).float()
+    if frames.shape[0] < 2:
+        return
+    expression_range = measure_expression_range(encoder, frames)
+    for model in (state.model, state.ema):
+        model.expression_range = expression_range
+
+
+@torch.no_grad()
 def refit_expression_plane_coordinates(model: Export3D, expressions: Tensor, z_before: Tensor | None) -> None:
     """Give the expression tri-planes coordinates under the encoder's current β′ that reproduce ``z_before`` [N, n]
     on the frames ``expressions`` [N, E]: a per-coefficient affine map, fitted by least squares. Planes never fitted
@@ -453,6 +469,7 @@ class GeneratorTrainer:
             raise UsageError(f"{dataset.root}: the dataset has no training clips")
         # Before any checkpoint is resumed (which brings its own statistics) and before the first step.
         measure_expression_statistics(self.state, dataset, self.train_clips)
+        measure_training_expression_range(self.state, dataset, self.train_clips)
         if dataset.resolution != self.state.model.config.resolution:
             raise UsageError(f"internal: dataset resolution {dataset.resolution} differs from the model's")
         self.model: nn.Module = self.state.model

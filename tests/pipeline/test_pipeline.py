@@ -372,3 +372,24 @@ def test_a_new_stage_restarts_the_bar_and_its_time_estimate():
         assert task.speed is None and task.time_remaining is None, "no rate carried over from the last stage"
         bar.update(10, 40)
         assert task.completed == 10
+
+
+def test_animator_render_keeps_the_driving_coefficients_within_the_models_expression_range(tiny_model, render_inputs):
+    """A range collapsed onto the source's own coefficients: every driving expression then renders as the source's,
+    so frames depend only on the camera (with the range unset, β changes them: the test above)."""
+    import copy
+
+    from export3d_cli.models.expression_range import ExpressionRange
+
+    encoded, expression, camera = render_inputs
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        own = tuple(model.expression_encoder.coefficients_of(encoded.expression)[0].tolist())
+    model.expression_range = ExpressionRange(own, own, frames=2)
+    animator = Animator(model, batch_size=4)
+    driven = np.stack(list(animator.render(encoded, expression, camera))).astype(int)
+    source_expression = np.repeat(encoded.expression.numpy(), len(expression), axis=0)
+    still = np.stack(list(animator.render(encoded, source_expression, camera))).astype(int)
+    assert np.abs(driven - still).max() <= 1
+    unclamped = np.stack(list(Animator(tiny_model, batch_size=4).render(encoded, expression, camera))).astype(int)
+    assert np.abs(unclamped - still).mean() > 1.0

@@ -23,6 +23,7 @@ from export3d_cli.config import preset
 from export3d_cli.data.dataset_layout import NUM_LANDMARKS, ClipParams, ClipRecord, ClipWriter
 from export3d_cli.errors import EXIT_INTERRUPTED, InputError, Interrupted, UsageError
 from export3d_cli.models.expression_encoder import build_expression_encoder
+from export3d_cli.models.expression_range import measure_expression_range
 from export3d_cli.models.weights_io import load_model
 from export3d_cli.training.checkpoint import CHECKPOINT_DIR
 from export3d_cli.training.clebs_trainer import CLEBS_DIR, ClebsTrainer, clebs_validation, load_expression_encoder
@@ -200,6 +201,17 @@ def test_generator_ema_differs_from_the_live_model_and_is_what_run_model_holds(g
     saved = loaded.state_dict()
     assert saved.keys() == ema.keys()
     assert all(torch.equal(saved[key], ema[key]) for key in saved)
+
+
+def test_generator_run_saves_the_training_frames_expression_range(generator_run, dataset):
+    loaded = load_model(generator_run.run_dir / "model")
+    if generator_run.encoder != "clebs":
+        assert loaded.expression_range is None, "the direct ablation has no coefficients to keep in range"
+        return
+    trainer = generator_run.trainer
+    frames = torch.from_numpy(dataset.measured_expressions(trainer.train_clips)).float()
+    assert loaded.expression_range == measure_expression_range(loaded.expression_encoder, frames)
+    assert loaded.expression_range.frames == len(frames) > 2
 
 
 def test_generator_triplane_ema_buffer_is_updated_in_training(generator_run):
