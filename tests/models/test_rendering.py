@@ -944,3 +944,46 @@ def test_cpu_chunks_are_larger_where_freed_memory_is_kept(
     whole = render_triplanes(planes, decoder, cam2world, intrinsics, resolution=32, samples=24, importance_samples=24)
     torch.testing.assert_close(out.features, whole.features, rtol=0, atol=1e-6)
     torch.testing.assert_close(out.depth, whole.depth, rtol=0, atol=1e-6)
+
+
+def test_decoder_from_projected_equals_the_decoder_on_the_unprojected_features():
+    torch.manual_seed(0)
+    decoder = TriplaneDecoder()
+    features = torch.randn(2, 50, 32)
+    with torch.no_grad():
+        direct = decoder(features)
+        projected = decoder.from_projected(features @ decoder.fc0.weight.T)
+    torch.testing.assert_close(projected.sigma, direct.sigma, rtol=0, atol=1e-5)
+    torch.testing.assert_close(projected.features, direct.features, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("plane_size", [16, 64])  # 16: texels few enough to fold; 64: too many for 16² rays
+def test_folding_the_first_decoder_layer_into_the_planes_changes_no_render(monkeypatch, plane_size):
+    """Inference may look up W0 f instead of f (linear either way); the result must be the unfolded one, and a
+    render that records autograd (training, personalisation) must not fold at all."""
+    torch.manual_seed(1)
+    planes = torch.randn(2, 3, 32, plane_size, plane_size) * 0.5
+    decoder = TriplaneDecoder()
+    cam2world = torch.stack([look_at_cam2world(0.3, 0.1), look_at_cam2world(-0.2, 0.0)]).float()
+    intrinsics = torch.stack([ffhq_intrinsics(), ffhq_intrinsics()]).float()
+    folded_lookups = []
+    original = renderer_module.TriplaneLookup
+
+    def recording_lookup(*args, **kwargs):
+        lookup = original(*args, **kwargs)
+        folded_lookups.append(lookup.projected)
+        return lookup
+
+    monkeypatch.setattr(renderer_module, "TriplaneLookup", recording_lookup)
+    with torch.no_grad():
+        folded = render_triplanes(planes, decoder, cam2world, intrinsics, 16, 12, 12)
+        monkeypatch.setattr(renderer_module, "FOLD_FIRST_LAYER", False)
+        plain = render_triplanes(planes, decoder, cam2world, intrinsics, 16, 12, 12)
+    # 16² rays x 24 samples = 6,144 points against 3 x 18² = 972 texels (folds) or 3 x 66² = 13,068 (does not).
+    assert folded_lookups == [plane_size == 16, False]
+    for name in ("features", "depth", "opacity"):
+        torch.testing.assert_close(getattr(folded, name), getattr(plain, name), rtol=0, atol=2e-6)
+    monkeypatch.setattr(renderer_module, "FOLD_FIRST_LAYER", True)
+    folded_lookups.clear()
+    render_triplanes(planes.requires_grad_(), decoder, cam2world, intrinsics, 16, 12, 12).features.sum().backward()
+    assert folded_lookups == [False], "a render that records autograd keeps the decoder's first layer per point"

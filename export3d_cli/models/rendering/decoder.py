@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 FEATURE_PAD = 0.001
@@ -45,6 +46,13 @@ class TriplaneDecoder(nn.Module):
     def forward(self, features: Tensor) -> DecodedSamples:
         """Shapes: features [N, P, C] (mean over planes) -> sigma [N, P, 1], features [N, P, C]."""
         n, p, c = features.shape
-        out = self.fc1(self.activation(self.fc0(features.reshape(n * p, c)))).reshape(n, p, -1)
+        return self.from_projected(F.linear(features.reshape(n * p, c), self.fc0.weight).reshape(n, p, -1))
+
+    def from_projected(self, projected: Tensor) -> DecodedSamples:
+        """The same from W0 f [N, P, H] (f already through fc0's weights, not its bias: ``TriplaneLookup``'s
+        ``projection``). Shapes: -> sigma [N, P, 1], features [N, P, C]."""
+        n, p, h = projected.shape
+        hidden = self.activation(projected.reshape(n * p, h) + self.fc0.bias)
+        out = self.fc1(hidden).reshape(n, p, -1)
         color = torch.sigmoid(out[..., 1:]) * (1 + 2 * FEATURE_PAD) - FEATURE_PAD
         return DecodedSamples(sigma=out[..., :1], features=color)

@@ -43,6 +43,11 @@ from export3d_cli.models.rendering.depth_sampler import importance_depths, impor
 from export3d_cli.models.rendering.ray_marcher import RayComposite, interval_weights, march_unsorted
 from export3d_cli.models.rendering.triplane_sampler import TriplaneLookup
 
+FOLD_FIRST_LAYER = True  # inference: the decoder's first layer on the planes' texels, not on every sample point
+# Folding costs a [texels, C] x [C, hidden] product and doubles the width of every lookup; it pays where sample
+# points outnumber texels enough: small-128 (3.8 points per texel) forward 1.05-1.09x, EG3D's FFHQ setting (256²
+# planes, 2.0 per texel) 0.98-1.00x (15 interleaved runs each, 2 cores).
+FOLD_POINTS_PER_TEXEL = 3.0
 CPU_CHUNK_POINTS = 32768  # sample points per pass and chunk on CPU (48 samples per ray: 682 rays)
 CPU_CHUNK_POINTS_KEPT_HEAP = 131072  # the same where freed memory is kept for reuse (see the module docstring)
 
@@ -68,7 +73,8 @@ def _decode(
     """Decoder outputs at o + t d. Shapes: depths [N, M, K, 1] -> features [N, M, K, C], sigma [N, M, K, 1]."""
     n, rays, k, _ = depths.shape
     points = (origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)).reshape(n, -1, 3)  # [N, M*K, 3]
-    decoded = decoder(lookup(points))
+    sampled = lookup(points)
+    decoded = decoder.from_projected(sampled) if lookup.projected else decoder(sampled)
     return decoded.features.reshape(n, rays, k, -1), decoded.sigma.reshape(n, rays, k, 1)
 
 
@@ -151,13 +157,17 @@ def render_triplanes(
     if importance_samples > 0:
         uniforms = importance_uniforms(n * rays, importance_samples, stochastic, planes.device, generator)
         uniforms = uniforms.reshape(n, rays, importance_samples)
-    lookup = TriplaneLookup(planes, plane_axes, box_warp)
+    recording = torch.is_grad_enabled() and (planes.requires_grad or any(p.requires_grad for p in decoder.parameters()))
+    # Without autograd, and where there are several sample points per texel, the decoder's first layer goes onto the
+    # texels (see FOLD_POINTS_PER_TEXEL). Recording, the wider table's scatter backward costs more than it saves
+    # (0.82-0.86x at small-128 and EG3D's FFHQ setting), so not there.
+    points = rays * (samples + importance_samples)
+    texels = planes.shape[1] * (planes.shape[-2] + 2) * (planes.shape[-1] + 2)
+    fold = FOLD_FIRST_LAYER and not recording and points >= FOLD_POINTS_PER_TEXEL * texels
+    lookup = TriplaneLookup(planes, plane_axes, box_warp, decoder.fc0.weight if fold else None)
 
     chunk = rays  # one piece on accelerators: fewer, larger kernels
     if planes.device.type == "cpu":
-        recording = torch.is_grad_enabled() and (
-            planes.requires_grad or any(p.requires_grad for p in decoder.parameters())
-        )
         chunk = max(1, cpu_chunk_points(recording) // (n * max(samples, importance_samples)))
     marches, lows, highs = [], [], []
     for start in range(0, rays, chunk):

@@ -158,12 +158,20 @@ class TriplaneLookup:
     Shapes: planes [N, 3, C, H, W]; ``lookup(points [N, P, 3]) -> features [N, P, C]``.
     """
 
-    def __init__(self, planes: Tensor, plane_axes: PlaneAxes, box_warp: float) -> None:
+    def __init__(
+        self, planes: Tensor, plane_axes: PlaneAxes, box_warp: float, projection: Tensor | None = None
+    ) -> None:
+        """``projection`` W [C', C] (CPU only): look up W f instead of f — the decoder's first linear layer applied
+        once per texel instead of once per sample point (both are linear, so the mean of the projected corners is
+        the projection of the mean; the zero frame stays zero). ``projected`` says whether it was applied."""
         plane_coordinate_index(plane_axes, planes.device)  # reject an unknown layout before any work
         self.planes = planes
         self.plane_axes: PlaneAxes = plane_axes
         self.box_warp = box_warp
         self.table = plane_table(planes) if planes.device.type == "cpu" else None
+        self.projected = self.table is not None and projection is not None
+        if self.projected:
+            self.table = self.table @ projection.t()  # [T, C']
 
     def __call__(self, points: Tensor) -> Tensor:
         if self.table is None:
