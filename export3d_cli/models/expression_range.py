@@ -2,12 +2,12 @@
 
 G's EAdaLN modulations and the expression tri-planes (linear in the coefficients) only ever saw the CLeBS
 coefficients λ of their training frames. A real driver mapped onto a photo (``--expression relative``) leaves that
-range often: on held-out photos driven by the real Carphone clip, 34% of the frames had a coefficient outside the
-training frames' 0.5–99.5% quantiles, down to −6 standard deviations where training reached −3, and those are
-the frames that break up into patches. At inference (``Animator``) each λ_i is therefore clamped into
-[low_i, high_i], widened to include the photo's own λ so that a photo is always rendered with its own
-expression. Training and ``evaluate`` see the coefficients unclamped: the range is a property of the training
-data, applied where a driver comes from outside it.
+range often: on a held-out photo (face-api sample 6) driven by the real Carphone clip, 34% of the frames had a
+coefficient outside the training frames' 0.5–99.5% quantiles, down to −6 standard deviations where training
+reached −3, and those are the frames that break up into patches. At inference (``Animator``) each λ_i is
+therefore clamped into [low_i, high_i], widened to include the photo's own λ so that a photo is always rendered
+with its own expression. Training and ``evaluate`` see the coefficients unclamped: the range is a property of
+the training data, applied where a driver comes from outside it.
 
 Why quantiles and not the extremes: a handful of training frames reach far (the min/max box changed nothing in
 the measurement above), while what G learnt well is where most frames are.
@@ -45,7 +45,7 @@ class ExpressionRange:
         if keep is not None:
             keep = keep.reshape(-1).to(coefficients)
             low, high = torch.minimum(low, keep), torch.maximum(high, keep)
-        return torch.maximum(torch.minimum(coefficients, high), low)
+        return coefficients.clamp(low, high)
 
     def to_json(self) -> dict:
         return {"low": list(self.low), "high": list(self.high), "frames": self.frames, "tail": self.tail}

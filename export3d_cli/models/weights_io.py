@@ -79,12 +79,15 @@ def _download_from_hub(repo_id: str) -> Path:
 
 
 def read_config(directory: Path) -> ModelConfig:
-    path = directory / CONFIG_FILE
-    payload = _config_payload(directory)
+    return _model_config(_config_payload(directory), directory)
+
+
+def _model_config(payload: dict, directory: Path) -> ModelConfig:
+    """The validated ``config`` object of a parsed config.json (``_config_payload``)."""
     try:
         return ModelConfig.from_dict(payload["config"])
     except UsageError as exc:
-        raise WeightsError(f"{path}: {exc}") from exc
+        raise WeightsError(f"{directory / CONFIG_FILE}: {exc}") from exc
 
 
 def _config_payload(directory: Path) -> dict:
@@ -157,7 +160,8 @@ def build_model(config: ModelConfig, max_values: int = MAX_MODEL_VALUES, what: s
 def load_model(reference: str | Path) -> Export3D:
     """Load an Export3D model strictly, in eval mode; size and shapes are checked before the weights are read."""
     directory = resolve_weights(reference)
-    config = read_config(directory)
+    payload = _config_payload(directory)  # parsed once: the config, and the expression range beside it
+    config = _model_config(payload, directory)
     stored = read_weight_shapes(directory)
     stored_values = sum(math.prod(shape) for shape in stored.values())
     if stored_values > MAX_MODEL_VALUES:
@@ -186,7 +190,7 @@ def load_model(reference: str | Path) -> Export3D:
         from export3d_cli.models.expression_range import read_expression_range
 
         model.expression_range = read_expression_range(
-            _config_payload(directory), config.expression.basis_size, str(directory / CONFIG_FILE)
+            payload, config.expression.basis_size, str(directory / CONFIG_FILE)
         )
     return model.eval()
 

@@ -160,7 +160,7 @@ def render_triplanes(
     recording = torch.is_grad_enabled() and (planes.requires_grad or any(p.requires_grad for p in decoder.parameters()))
     # Without autograd, and where there are several sample points per texel, the decoder's first layer goes onto the
     # texels (see FOLD_POINTS_PER_TEXEL). Recording, the wider table's scatter backward costs more than it saves
-    # (0.82-0.86x at small-128 and EG3D's FFHQ setting), so not there.
+    # (forward + backward 0.82-0.86x at small-128 and EG3D's FFHQ setting), so not there.
     points = rays * (samples + importance_samples)
     texels = planes.shape[1] * (planes.shape[-2] + 2) * (planes.shape[-1] + 2)
     fold = FOLD_FIRST_LAYER and not recording and points >= FOLD_POINTS_PER_TEXEL * texels
